@@ -1,0 +1,318 @@
+//! The subcommands.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use charter_core::catalog::Catalog;
+use charter_core::{
+    GenerateHooks, GenerateOptions, Message, Reply, SamplingParams, Session, TurnPolicy, Vocabulary, build_prompt,
+};
+use charter_engine::{LoadOptions, Model};
+use serde_json::json;
+
+use crate::{ModelArgs, RunArgs, SamplingArgs, store};
+
+/// Writes to stdout; a closed pipe (`charter … | head`) ends the program quietly
+/// instead of panicking.
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("charter: error: writing output: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! outln {
+    () => { out("\n") };
+    ($($arg:tt)*) => { out(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+fn load(args: &ModelArgs) -> anyhow::Result<Model> {
+    let path = store::resolve(args.model.as_deref())?;
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut model = Model::load(&bytes, &LoadOptions { context_length: args.context })
+        .with_context(|| format!("loading {}", path.display()))?;
+    model.template.set_now(unix_now());
+    Ok(model)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn options(s: &SamplingArgs, raw: bool) -> GenerateOptions {
+    let sampling = SamplingParams {
+        temperature: s.temperature,
+        top_k: s.top_k,
+        top_p: s.top_p,
+        min_p: s.min_p,
+        repetition_penalty: s.repeat_penalty,
+        seed: s.seed,
+        ..SamplingParams::default()
+    };
+    GenerateOptions { sampling, max_tokens: s.max_tokens, raw }
+}
+
+/// Streams text to stdout and stops on Ctrl-C-free EOF; the clock is `Instant`.
+struct Terminal {
+    start: Instant,
+    stream: bool,
+}
+
+impl GenerateHooks for Terminal {
+    fn on_text(&mut self, text: &str) {
+        if self.stream {
+            out(text);
+        }
+    }
+
+    fn now(&mut self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let messages: Vec<Message> = match (&args.messages, &args.prompt) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of messages", file.display()))?
+        }
+        (None, Some(prompt)) => {
+            let mut m = Vec::new();
+            if let Some(system) = &args.system {
+                m.push(Message::system(system.clone()));
+            }
+            m.push(Message::user(prompt.clone()));
+            m
+        }
+        (None, None) => bail!("give --prompt or --messages"),
+    };
+    let model = load(&args.model)?;
+    let prompt = build_prompt(&model.template, &model.tokenizer, &messages, true)?;
+    let policy = model.policy.clone().with_stop_strings(args.sampling.stop.iter().cloned());
+    let mut session = Session::new(model.decoder);
+    let mut hooks = Terminal { start: Instant::now(), stream: !args.json };
+    let reply = session.generate(&prompt.ids, &model.tokenizer, &policy, &options(&args.sampling, args.raw), &mut hooks)?;
+    if args.json {
+        outln!("{}", serde_json::to_string(&reply_json(&prompt.ids, &reply, args.raw))?);
+    } else {
+        outln!();
+        eprintln!("[{}]", footer(&reply));
+    }
+    Ok(())
+}
+
+fn reply_json(prompt_ids: &[u32], reply: &Reply, raw: bool) -> serde_json::Value {
+    json!({
+        "prompt_ids": prompt_ids,
+        "ids": reply.ids,
+        "text": reply.text,
+        "stop_reason": reply.stop_reason.as_str(),
+        "stop_string": reply.stop_string,
+        "raw": raw,
+        "prompt_tokens": reply.stats.prompt_tokens,
+        "reused_tokens": reply.stats.reused_tokens,
+        "prefill_tokens": reply.stats.prefill_tokens,
+        "prefill_tokens_per_s": reply.stats.prefill_tokens_per_s(),
+        "decode_tokens_per_s": reply.stats.decode_tokens_per_s(),
+        "first_token_seconds": reply.stats.first_token_seconds,
+    })
+}
+
+fn footer(reply: &Reply) -> String {
+    format!(
+        "{}; {} tokens, {:.1} tok/s; prompt {} tokens ({} reused), {:.1} tok/s",
+        reply.stop_reason.as_str(),
+        reply.ids.len(),
+        reply.stats.decode_tokens_per_s(),
+        reply.stats.prompt_tokens,
+        reply.stats.reused_tokens,
+        reply.stats.prefill_tokens_per_s(),
+    )
+}
+
+pub fn chat(args: &ModelArgs, sampling: &SamplingArgs) -> anyhow::Result<()> {
+    let model = load(args)?;
+    let policy = model.policy.clone().with_stop_strings(sampling.stop.iter().cloned());
+    let options = options(sampling, false);
+    let name = model.info.name.clone().unwrap_or_else(|| model.info.architecture.clone());
+    eprintln!("Charter, on {name} ({} positions of context). /new starts over, /quit or Ctrl-D leaves.", model.info.context_length);
+    let mut session = Session::new(model.decoder);
+    let mut messages: Vec<Message> = Vec::new();
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        eprint!("> ");
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            eprintln!();
+            return Ok(());
+        }
+        let input = line.trim_end_matches(['\n', '\r']);
+        match input.trim() {
+            "" => continue,
+            "/quit" | "/exit" => return Ok(()),
+            "/new" => {
+                messages.clear();
+                eprintln!("(new conversation)");
+                continue;
+            }
+            _ => {}
+        }
+        messages.push(Message::user(input));
+        let prompt = build_prompt(&model.template, &model.tokenizer, &messages, true)?;
+        let mut hooks = Terminal { start: Instant::now(), stream: true };
+        match session.generate(&prompt.ids, &model.tokenizer, &policy, &options, &mut hooks) {
+            Ok(reply) => {
+                outln!();
+                eprintln!("[{}]", footer(&reply));
+                messages.push(Message::assistant(reply.text));
+            }
+            Err(e) => {
+                // The conversation stays as it was; the user can try again or start over.
+                messages.pop();
+                eprintln!("charter: error: {e:#}");
+            }
+        }
+    }
+}
+
+pub fn score(args: &ModelArgs, ids_file: &Path) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        prompt_ids: Vec<u32>,
+        ids: Vec<u32>,
+    }
+    let text = std::fs::read_to_string(ids_file).with_context(|| format!("reading {}", ids_file.display()))?;
+    let input: Input = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not {{\"prompt_ids\": [...], \"ids\": [...]}}", ids_file.display()))?;
+    if input.ids.is_empty() {
+        bail!("ids is empty: nothing to score");
+    }
+    let model = load(args)?;
+    let mut session = Session::new(model.decoder);
+    let rows = session.score(&input.prompt_ids, &input.ids)?;
+    let steps: Vec<serde_json::Value> = rows
+        .iter()
+        .zip(&input.ids)
+        .map(|(logits, &reference)| {
+            let mut order: Vec<usize> = (0..logits.len()).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+            let top: Vec<(usize, f32)> = order.iter().take(10).map(|&i| (i, logits[i])).collect();
+            json!({
+                "argmax": top[0].0,
+                "margin": top[0].1 - top.get(1).map_or(top[0].1, |t| t.1),
+                "ref_logit": logits.get(reference as usize).copied(),
+                "top_logits": top,
+            })
+        })
+        .collect();
+    outln!("{}", serde_json::to_string(&json!({ "steps": steps }))?);
+    Ok(())
+}
+
+pub fn tokenize(args: &ModelArgs, special: bool, jsonl: Option<&Path>, text: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let model = load(args)?;
+    let tok = &model.tokenizer;
+    if let Some(file) = jsonl {
+        let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        for (n, line) in std::io::BufReader::new(input).lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let row: serde_json::Value =
+                serde_json::from_str(&line).with_context(|| format!("line {} is not JSON", n + 1))?;
+            let Some(text) = row.get("text").and_then(|t| t.as_str()) else {
+                bail!("line {} has no \"text\" string", n + 1);
+            };
+            outln!("{}", json!({ "ids": tok.encode(text, special)? }));
+        }
+        return Ok(());
+    }
+    let text = text.unwrap_or_default();
+    let ids = tok.encode(text, special)?;
+    if json {
+        let pieces: Vec<&str> = ids.iter().map(|&id| tok.token_text(id).unwrap_or_default()).collect();
+        outln!("{}", json!({ "ids": ids, "pieces": pieces }));
+    } else {
+        for id in ids {
+            outln!("{id}\t{:?}", tok.token_text(id).unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+pub fn inspect(args: &ModelArgs, as_json: bool) -> anyhow::Result<()> {
+    let model = load(args)?;
+    let tok = &model.tokenizer;
+    let named = |ids: &mut dyn Iterator<Item = u32>| -> Vec<serde_json::Value> {
+        ids.map(|id| json!({ "id": id, "text": tok.token_display(id) })).collect()
+    };
+    let policy: &TurnPolicy = &model.policy;
+    let info = &model.info;
+    let report = json!({
+        "name": info.name,
+        "architecture": info.architecture,
+        "parameters": info.n_params,
+        "quantization": info.quantization,
+        "train_context": info.train_context,
+        "context_length": info.context_length,
+        "vocab_size": info.n_vocab,
+        "layers": info.n_layers,
+        "embedding_length": info.n_embd,
+        "bos": info.bos,
+        "eos": info.eos,
+        "template_source": info.template_source,
+        "template": info.template,
+        "stop_tokens": named(&mut policy.stop_ids.iter().copied()),
+        "end_of_turn": policy.end_of_turn,
+        "masked_tokens": named(&mut policy.masked_ids.iter().copied()),
+        "stop_strings": policy.stop_strings,
+    });
+    if as_json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    outln!("name:           {}", info.name.as_deref().unwrap_or("(none)"));
+    outln!("architecture:   {}", info.architecture);
+    outln!("parameters:     {:.1}M", info.n_params as f64 / 1e6);
+    let quant: Vec<String> = info.quantization.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+    outln!("tensors:        {}", quant.join(", "));
+    outln!("context:        {} trained, {} allocated", info.train_context, info.context_length);
+    outln!("vocabulary:     {} tokens", info.n_vocab);
+    outln!("template:       {:?}", info.template_source);
+    let show = |ids: &mut dyn Iterator<Item = u32>| -> String {
+        ids.map(|id| format!("{id} {:?}", tok.token_display(id))).collect::<Vec<_>>().join(", ")
+    };
+    outln!("stop tokens:    {}", show(&mut policy.stop_ids.iter().copied()));
+    let n_masked = policy.masked_ids.len();
+    outln!("masked tokens:  {n_masked}: {}{}", show(&mut policy.masked_ids.iter().copied().take(12)), if n_masked > 12 { ", …" } else { "" });
+    outln!("stop strings:   {:?}", policy.stop_strings);
+    outln!("--- chat template ---\n{}", info.template);
+    Ok(())
+}
+
+pub fn fetch(ids: &[String], test_models: bool) -> anyhow::Result<()> {
+    let catalog = Catalog::builtin()?;
+    let mut chosen = Vec::new();
+    if test_models {
+        chosen.extend(catalog.models.iter().filter(|m| m.package.is_some()));
+    }
+    for id in ids {
+        chosen.push(catalog.get(id).with_context(|| format!("no catalog model {id}"))?);
+    }
+    if chosen.is_empty() {
+        chosen.push(catalog.default_model());
+    }
+    for m in chosen {
+        let path = store::ensure_verified(m)?;
+        outln!("{}\t{}", m.id, path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! `charter`: Charter on the command line. The same engine and the same turn policy as
+//! the browser app, for chatting in a terminal and for checking the engine against
+//! reference implementations.
+
+mod commands;
+mod store;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "charter", version, about = "Charter: a private assistant that runs on your own machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// A GGUF file or a catalog model id (default: the catalog's default model, fetched if missing).
+    #[arg(long)]
+    model: Option<String>,
+    /// KV cache positions to allocate (default: the model's context, at most 4096).
+    #[arg(long)]
+    context: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Chat interactively, streaming replies and reusing the KV cache across turns.
+    Chat {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+    },
+    /// Generate one reply to messages given as arguments or in a file.
+    Run(RunArgs),
+    /// Teacher-forced scoring: the model's prediction at every position of given ids.
+    Score {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// JSON file `{"prompt_ids": [...], "ids": [...]}`.
+        #[arg(long)]
+        ids: PathBuf,
+        /// Print JSON (the only output format).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tokenize text with the model's own tokenizer.
+    Tokenize {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Parse control-token text as control tokens.
+        #[arg(long)]
+        special: bool,
+        /// A JSONL file of `{"text": ...}` lines; prints one `{"ids": [...]}` per line.
+        #[arg(long, conflicts_with = "text")]
+        jsonl: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The text.
+        #[arg(required_unless_present = "jsonl")]
+        text: Option<String>,
+    },
+    /// Describe a model: architecture, size, quantization, template, stop set, masked tokens.
+    Inspect {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download catalog models into the local store.
+    Fetch {
+        /// Catalog ids (default: the default model).
+        ids: Vec<String>,
+        /// Every model the test suite uses.
+        #[arg(long)]
+        test_models: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+struct SamplingArgs {
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+    /// Sampling temperature; 0 (the default) is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Top-k (0: off).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Top-p.
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Min-p.
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Repetition penalty (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// An extra stop string (repeatable).
+    #[arg(long = "stop")]
+    stop: Vec<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The user's message.
+    #[arg(long, conflicts_with = "messages", required_unless_present = "messages")]
+    prompt: Option<String>,
+    /// A system message to put first.
+    #[arg(long, requires = "prompt")]
+    system: Option<String>,
+    /// A JSON array of `{"role", "content"}` messages.
+    #[arg(long)]
+    messages: Option<PathBuf>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Raw-transcript mode: no masking and no stop at the end of the turn, to see what
+    /// the model would write next (including the user's next turn).
+    #[arg(long)]
+    raw: bool,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Chat { model, sampling } => commands::chat(&model, &sampling),
+        Command::Run(args) => commands::run(&args),
+        Command::Score { model, ids, json: _ } => commands::score(&model, &ids),
+        Command::Tokenize { model, special, jsonl, json, text } => {
+            commands::tokenize(&model, special, jsonl.as_deref(), text.as_deref(), json)
+        }
+        Command::Inspect { model, json } => commands::inspect(&model, json),
+        Command::Fetch { ids, test_models } => commands::fetch(&ids, test_models),
+    };
+    if let Err(err) = result {
+        eprintln!("charter: error: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,356 @@
+//! The generation loop, generic over the model: prefill what the cache lacks, then
+//! sample, stream and stop, one token at a time.
+//!
+//! The [`Session`] owns the model and remembers which tokens its KV cache holds, so a
+//! new prompt that shares a prefix with the last one (the next turn, a regenerate, an
+//! edit of the last message) prefills only what differs.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::TurnPolicy;
+use crate::sampling::{Sampler, SamplingParams};
+use crate::stop::StopMatcher;
+use crate::utf8::Utf8Stream;
+use crate::vocab::Vocabulary;
+
+/// An error from a model, boxed so the core stays independent of any engine.
+pub type ModelError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A causal language model with a KV cache it owns.
+pub trait LanguageModel {
+    /// Number of token ids (the length of a logits row).
+    fn n_vocab(&self) -> usize;
+
+    /// How many positions the KV cache holds.
+    fn capacity(&self) -> usize;
+
+    /// How many positions are filled.
+    fn n_cached(&self) -> usize;
+
+    /// Forgets every position from `len` on.
+    fn truncate(&mut self, len: usize);
+
+    /// Appends `tokens` at position [`LanguageModel::n_cached`] and returns the logits
+    /// that follow the last of them.
+    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError>;
+
+    /// Like [`LanguageModel::forward`], but returns the logits after every token.
+    fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        tokens.iter().map(|&t| self.forward(&[t])).collect()
+    }
+}
+
+/// Why a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model ended its turn with a stop token.
+    EndOfTurn,
+    /// The reply reached a stop string.
+    StopString,
+    /// The token limit was reached.
+    Length,
+    /// The caller cancelled.
+    Cancelled,
+    /// The context window is full.
+    ContextFull,
+}
+
+impl StopReason {
+    /// The name used in JSON and the UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::EndOfTurn => "end_of_turn",
+            StopReason::StopString => "stop_string",
+            StopReason::Length => "length",
+            StopReason::Cancelled => "cancelled",
+            StopReason::ContextFull => "context_full",
+        }
+    }
+}
+
+/// Why generation could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenerateError {
+    /// The prompt is empty.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// The prompt holds an id outside the vocabulary.
+    #[error("token id {0} is outside the vocabulary")]
+    BadToken(u32),
+    /// The prompt does not fit the context window with room for one more token.
+    #[error("the prompt has {n_prompt} tokens but the context holds {capacity}")]
+    PromptTooLong {
+        /// Prompt length.
+        n_prompt: usize,
+        /// Context capacity.
+        capacity: usize,
+    },
+    /// The model failed.
+    #[error("model: {0}")]
+    Model(#[source] ModelError),
+}
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateOptions {
+    /// Sampling settings.
+    pub sampling: SamplingParams,
+    /// The most tokens to generate.
+    pub max_tokens: usize,
+    /// Raw-transcript mode: no masking, no stopping at the end of the turn, control
+    /// tokens shown as text. For seeing what the model would write next; its output is
+    /// never fed back into a conversation.
+    pub raw: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { sampling: SamplingParams::default(), max_tokens: 512, raw: false }
+    }
+}
+
+/// Timings and counts of one reply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerationStats {
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Prompt tokens found already in the KV cache.
+    pub reused_tokens: usize,
+    /// Prompt tokens run through the model.
+    pub prefill_tokens: usize,
+    /// Seconds spent on them.
+    pub prefill_seconds: f64,
+    /// Tokens generated.
+    pub decode_tokens: usize,
+    /// Seconds from the end of prefill to the end of the reply.
+    pub decode_seconds: f64,
+    /// Seconds from the start to the first streamed token.
+    pub first_token_seconds: f64,
+}
+
+impl GenerationStats {
+    /// Prefill throughput.
+    pub fn prefill_tokens_per_s(&self) -> f64 {
+        rate(self.prefill_tokens, self.prefill_seconds)
+    }
+
+    /// Decode throughput.
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        rate(self.decode_tokens, self.decode_seconds)
+    }
+}
+
+fn rate(n: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 { n as f64 / seconds } else { 0.0 }
+}
+
+/// A finished reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Generated ids, including the stop token when one ended the reply.
+    pub ids: Vec<u32>,
+    /// The reply's text, as streamed.
+    pub text: String,
+    /// Why it ended.
+    pub stop_reason: StopReason,
+    /// The stop string, when one ended it.
+    pub stop_string: Option<String>,
+    /// The tokens that were masked during this reply.
+    pub n_masked: usize,
+    /// Timings.
+    pub stats: GenerationStats,
+}
+
+/// Callbacks from the loop: streaming, cancellation and the caller's clock.
+pub trait GenerateHooks {
+    /// Text safe to show, in order.
+    fn on_text(&mut self, _text: &str) {}
+
+    /// Each sampled token id.
+    fn on_token(&mut self, _id: u32) {}
+
+    /// Polled between tokens; `true` ends the reply with [`StopReason::Cancelled`].
+    fn is_cancelled(&mut self) -> bool {
+        false
+    }
+
+    /// Seconds on any monotonic clock (the core has none of its own).
+    fn now(&mut self) -> f64 {
+        0.0
+    }
+}
+
+/// Hooks that do nothing.
+#[derive(Debug, Default)]
+pub struct NoHooks;
+
+impl GenerateHooks for NoHooks {}
+
+/// A model together with the record of what its KV cache holds.
+#[derive(Debug)]
+pub struct Session<M> {
+    model: M,
+    cached: Vec<u32>,
+}
+
+impl<M: LanguageModel> Session<M> {
+    /// A session over a model whose cache is empty.
+    pub fn new(mut model: M) -> Self {
+        model.truncate(0);
+        Session { model, cached: Vec::new() }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The tokens in the KV cache.
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.cached
+    }
+
+    /// Forgets the cache from `len` on (to rewind to a message boundary).
+    pub fn rewind(&mut self, len: usize) {
+        let len = len.min(self.cached.len());
+        self.cached.truncate(len);
+        self.model.truncate(len);
+    }
+
+    /// Teacher-forced scoring: the logits predicting each of `ids` after `prompt` (row
+    /// `i` follows `prompt` and `ids[..i]`), reusing the cached prefix.
+    pub fn score(&mut self, prompt: &[u32], ids: &[u32]) -> Result<Vec<Vec<f32>>, GenerateError> {
+        let all: Vec<u32> = prompt.iter().chain(ids).copied().collect();
+        self.check_prompt(&all)?;
+        let common = self.prepare(prompt)?;
+        let mut rows = vec![self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?];
+        self.cached.extend_from_slice(&prompt[common..]);
+        if ids.len() > 1 {
+            let fed = &ids[..ids.len() - 1];
+            rows.extend(self.model.forward_all(fed).map_err(GenerateError::Model)?);
+            self.cached.extend_from_slice(fed);
+        }
+        rows.truncate(ids.len().max(1));
+        Ok(rows)
+    }
+
+    fn check_prompt(&self, prompt: &[u32]) -> Result<(), GenerateError> {
+        if prompt.is_empty() {
+            return Err(GenerateError::EmptyPrompt);
+        }
+        let n_vocab = self.model.n_vocab();
+        if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= n_vocab) {
+            return Err(GenerateError::BadToken(bad));
+        }
+        if prompt.len() >= self.model.capacity() {
+            return Err(GenerateError::PromptTooLong { n_prompt: prompt.len(), capacity: self.model.capacity() });
+        }
+        Ok(())
+    }
+
+    /// Truncates the cache to the longest prefix it shares with `prompt`, keeping at
+    /// least one prompt token to run so there are logits to sample from.
+    fn prepare(&mut self, prompt: &[u32]) -> Result<usize, GenerateError> {
+        let mut common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        if common == prompt.len() {
+            common -= 1;
+        }
+        self.rewind(common);
+        Ok(common)
+    }
+
+    /// Generates the assistant's reply to `prompt`.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        vocab: &dyn Vocabulary,
+        policy: &TurnPolicy,
+        options: &GenerateOptions,
+        hooks: &mut dyn GenerateHooks,
+    ) -> Result<Reply, GenerateError> {
+        self.check_prompt(prompt)?;
+        let start = hooks.now();
+        let common = self.prepare(prompt)?;
+        let mut logits = self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?;
+        self.cached.extend_from_slice(&prompt[common..]);
+        let prefill_end = hooks.now();
+
+        let raw = options.raw;
+        let (masked, stop_ids): (Vec<u32>, BTreeSet<u32>) = if raw {
+            (Vec::new(), BTreeSet::new())
+        } else {
+            (policy.masked_ids.iter().copied().collect(), policy.stop_ids.clone())
+        };
+        let mut stops = StopMatcher::new(if raw { &[] } else { &policy.stop_strings });
+        let mut sampler = Sampler::new(options.sampling.clone());
+        let mut utf8 = Utf8Stream::new();
+        let mut history: Vec<u32> = prompt.to_vec();
+        let mut ids = Vec::new();
+        let mut text = String::new();
+        let mut first_token_at = None;
+        let emit = |text: &mut String, hooks: &mut dyn GenerateHooks, piece: &str, first: &mut Option<f64>| {
+            if !piece.is_empty() {
+                if first.is_none() {
+                    *first = Some(hooks.now());
+                }
+                text.push_str(piece);
+                hooks.on_text(piece);
+            }
+        };
+
+        let (stop_reason, stop_string) = loop {
+            if hooks.is_cancelled() {
+                break (StopReason::Cancelled, None);
+            }
+            if ids.len() >= options.max_tokens {
+                break (StopReason::Length, None);
+            }
+            for &id in &masked {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+            let token = sampler.sample(&mut logits, &history);
+            ids.push(token);
+            history.push(token);
+            hooks.on_token(token);
+            if stop_ids.contains(&token) {
+                break (StopReason::EndOfTurn, None);
+            }
+            let shown = raw || !vocab.is_control(token);
+            let piece = if shown { utf8.push(vocab.token_bytes(token)) } else { String::new() };
+            let scan = stops.push(&piece);
+            emit(&mut text, hooks, &scan.emit, &mut first_token_at);
+            if let Some(s) = scan.stopped {
+                break (StopReason::StopString, Some(s));
+            }
+            if self.model.n_cached() + 1 > self.model.capacity() {
+                break (StopReason::ContextFull, None);
+            }
+            logits = self.model.forward(&[token]).map_err(GenerateError::Model)?;
+            self.cached.push(token);
+        };
+        if stop_string.is_none() {
+            let tail = utf8.finish();
+            let scan = stops.push(&tail);
+            emit(&mut text, hooks, &scan.emit, &mut first_token_at);
+            let rest = if scan.stopped.is_some() { String::new() } else { stops.finish() };
+            emit(&mut text, hooks, &rest, &mut first_token_at);
+        }
+        let end = hooks.now();
+        let stats = GenerationStats {
+            prompt_tokens: prompt.len(),
+            reused_tokens: common,
+            prefill_tokens: prompt.len() - common,
+            prefill_seconds: prefill_end - start,
+            decode_tokens: ids.len(),
+            decode_seconds: end - prefill_end,
+            first_token_seconds: first_token_at.unwrap_or(end) - start,
+        };
+        Ok(Reply { ids, text, stop_reason, stop_string, n_masked: masked.len(), stats })
+    }
+}

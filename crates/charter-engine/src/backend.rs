@@ -1,0 +1,140 @@
+//! The seam between the transformer and the device it runs on.
+//!
+//! A decoder step needs a dozen operations; [`Backend`] names exactly those, over
+//! activations that are always row-major `(n_tokens, width)` matrices of `f32`. The
+//! architecture code in `decoder.rs` is written once against this trait and has no
+//! device branches. The CPU backend implements it on candle; a WebGPU backend
+//! implements the same operations in WGSL.
+//!
+//! Weights arrive as [`WeightData`]: the raw GGUF bytes of one tensor, which a backend
+//! keeps in whatever form its kernels read (candle's block types on the CPU, storage
+//! buffers on a GPU). The KV cache is allocated by the backend at load, at full
+//! capacity, and written in place: nothing grows during generation.
+
+use crate::gguf::TensorType;
+
+/// A backend failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The CPU backend's tensor library failed.
+    #[error("cpu backend: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// Shapes that do not fit together; a bug or a malformed model.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+}
+
+/// One weight tensor as stored in the file.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightData<'a> {
+    /// The tensor's name, for messages.
+    pub name: &'a str,
+    /// Dimensions in ggml order (`dims[0]` is the row length).
+    pub dims: &'a [u64],
+    /// Storage type.
+    pub ty: TensorType,
+    /// The raw bytes.
+    pub bytes: &'a [u8],
+}
+
+/// The activation applied to the gate of a gated feed-forward block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `x · sigmoid(x)` (Llama, Qwen).
+    Silu,
+    /// GELU, tanh approximation (Gemma).
+    GeluTanh,
+}
+
+/// How rotary embeddings pair up the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(2i, 2i+1)`: llama.cpp's "normal" mode, used by `llama` GGUFs.
+    Interleaved,
+    /// Halves `(i, i + d/2)`: llama.cpp's "neox" mode (Gemma, Qwen).
+    Halves,
+}
+
+/// Everything about one attention call that is not a tensor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionParams {
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_heads`).
+    pub n_kv_heads: usize,
+    /// Dimension of one head.
+    pub head_dim: usize,
+    /// Multiplier of `q·k`.
+    pub scale: f32,
+    /// A query sees keys less than this many positions back (sliding window), if set.
+    pub window: Option<usize>,
+    /// `tanh` soft cap of attention scores, if set.
+    pub softcap: Option<f32>,
+}
+
+/// The operations of one decoder step on one device.
+pub trait Backend {
+    /// An activation matrix `(n_tokens, width)`.
+    type Tensor: Clone;
+    /// A weight matrix `(rows, cols)`, applied as `x · Wᵀ`.
+    type Matrix;
+    /// A weight vector (norm scales, biases).
+    type Vector;
+    /// One layer's key or value cache.
+    type Cache;
+    /// Precomputed rotary tables.
+    type Rope;
+
+    /// Loads a weight matrix.
+    fn matrix(&self, w: WeightData<'_>) -> Result<Self::Matrix, BackendError>;
+    /// Loads a weight vector.
+    fn vector(&self, w: WeightData<'_>) -> Result<Self::Vector, BackendError>;
+    /// Allocates a cache of `capacity` positions for `n_kv_heads` heads of `head_dim`.
+    fn cache(&self, n_kv_heads: usize, capacity: usize, head_dim: usize) -> Result<Self::Cache, BackendError>;
+    /// Precomputes rotary tables for positions `0..capacity` from inverse frequencies.
+    fn rope_table(&self, inv_freq: &[f32], capacity: usize) -> Result<Self::Rope, BackendError>;
+
+    /// Rows `ids` of an embedding table: `(ids.len(), cols)`.
+    fn embed(&self, table: &Self::Matrix, ids: &[u32]) -> Result<Self::Tensor, BackendError>;
+    /// `x · Wᵀ`: `(n, cols)` to `(n, rows)`.
+    fn matmul(&self, x: &Self::Tensor, w: &Self::Matrix) -> Result<Self::Tensor, BackendError>;
+    /// Adds `b` to every row.
+    fn add_bias(&self, x: &Self::Tensor, b: &Self::Vector) -> Result<Self::Tensor, BackendError>;
+    /// Elementwise sum.
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, BackendError>;
+    /// Multiplies every element by `s`.
+    fn scale(&self, x: &Self::Tensor, s: f32) -> Result<Self::Tensor, BackendError>;
+    /// RMS normalization of each run of `w`'s length (a whole row, or one head), then
+    /// multiplication by `w`.
+    fn rms_norm(&self, x: &Self::Tensor, w: &Self::Vector, eps: f32) -> Result<Self::Tensor, BackendError>;
+    /// Rotates each head of `x` (`n_heads` heads per row) for positions `start..start+n`.
+    fn rope(
+        &self,
+        x: &Self::Tensor,
+        rope: &Self::Rope,
+        n_heads: usize,
+        start: usize,
+        style: RopeStyle,
+    ) -> Result<Self::Tensor, BackendError>;
+    /// `act(gate) · up`, elementwise.
+    fn gated(&self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor, BackendError>;
+    /// Writes `k` and `v` at positions `start..start+n` of the caches, then attends the
+    /// queries at those positions over every cached position they may see (causal, and
+    /// within the window).
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        k_cache: &mut Self::Cache,
+        v_cache: &mut Self::Cache,
+        start: usize,
+        params: &AttentionParams,
+    ) -> Result<Self::Tensor, BackendError>;
+    /// Rows `from..` of `x`.
+    fn rows_from(&self, x: &Self::Tensor, from: usize) -> Result<Self::Tensor, BackendError>;
+    /// Reads a tensor back as row-major `f32`.
+    fn read(&self, x: &Self::Tensor) -> Result<Vec<f32>, BackendError>;
+}

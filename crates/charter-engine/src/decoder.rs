@@ -1,0 +1,310 @@
+//! The decoder-only transformer, written once over [`Backend`].
+//!
+//! One block, in the order the residual stream passes through it (shapes are
+//! `(n_tokens, width)`):
+//!
+//! ```text
+//! x ─ norm ─ q,k,v proj (+bias) ─ [q/k norm] ─ rope ─ attention ─ o proj ─ [post norm] ─ + ─┐
+//! └──────────────────────────────────────────────────────────────────────────────────────┘ │
+//! x ─ norm ─ act(gate proj) · up proj ─ down proj ─ [post norm] ─ + ────────────────────────┘
+//! ```
+//!
+//! The KV cache lives in the layers, allocated at load for the whole context and
+//! written in place; `truncate` only moves the fill mark, so rewinding to a message
+//! boundary costs nothing. Prompts are run in chunks so a long prefill never needs a
+//! `(n_tokens, n_tokens)` score matrix for the whole prompt at once.
+
+use crate::architecture::DecoderConfig;
+use crate::backend::{AttentionParams, Backend, BackendError, WeightData};
+use crate::gguf::{Gguf, TensorType};
+
+/// Tokens per prefill chunk.
+const PREFILL_CHUNK: usize = 256;
+
+/// Why a forward pass or a load failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecoderError {
+    /// A tensor the architecture needs is absent.
+    #[error("the model has no tensor {0}")]
+    MissingTensor(String),
+    /// A tensor has the wrong shape for the metadata.
+    #[error("tensor {name} has dimensions {found:?}, expected {expected:?}")]
+    TensorShape {
+        /// Tensor name.
+        name: String,
+        /// Its dimensions.
+        found: Vec<u64>,
+        /// What the metadata implies.
+        expected: Vec<u64>,
+    },
+    /// The input does not fit what remains of the context.
+    #[error("{n_tokens} more tokens do not fit: {n_cached} of {capacity} positions are used")]
+    ContextFull {
+        /// Tokens asked for.
+        n_tokens: usize,
+        /// Positions used.
+        n_cached: usize,
+        /// Positions in all.
+        capacity: usize,
+    },
+    /// A tensor stored in a way this architecture cannot use.
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    /// A token id outside the vocabulary.
+    #[error("token id {0} is outside the vocabulary")]
+    BadToken(u32),
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+struct Layer<B: Backend> {
+    attn_norm: B::Vector,
+    wq: B::Matrix,
+    wk: B::Matrix,
+    wv: B::Matrix,
+    wo: B::Matrix,
+    /// q, k, v biases (Qwen2).
+    bias: Option<[B::Vector; 3]>,
+    /// Per-head q and k norms (Qwen3, Gemma 3).
+    qk_norm: Option<[B::Vector; 2]>,
+    /// Norms after attention and after the feed-forward block (Gemma 3).
+    post_norm: Option<[B::Vector; 2]>,
+    ffn_norm: B::Vector,
+    gate: B::Matrix,
+    up: B::Matrix,
+    down: B::Matrix,
+    /// `(n_kv_heads, capacity, head_dim)` each.
+    k_cache: B::Cache,
+    v_cache: B::Cache,
+    /// Index into `Decoder::ropes`.
+    rope: usize,
+}
+
+/// A loaded model's weights, rotary tables and KV cache on one backend.
+pub struct Decoder<B: Backend> {
+    backend: B,
+    config: DecoderConfig,
+    embed: B::Matrix,
+    /// `None` when the output head is tied to the embeddings.
+    output: Option<B::Matrix>,
+    output_norm: B::Vector,
+    layers: Vec<Layer<B>>,
+    ropes: Vec<B::Rope>,
+    capacity: usize,
+    n_cached: usize,
+}
+
+impl<B: Backend> std::fmt::Debug for Decoder<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder")
+            .field("config", &self.config)
+            .field("capacity", &self.capacity)
+            .field("n_cached", &self.n_cached)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Weights<'g, 'a> {
+    gguf: &'g Gguf<'a>,
+}
+
+impl<'g> Weights<'g, '_> {
+    fn get(&self, name: &str, expected: &[u64]) -> Result<WeightData<'g>, DecoderError> {
+        let info = self.gguf.tensor(name).ok_or_else(|| DecoderError::MissingTensor(name.to_owned()))?;
+        if info.dims != expected {
+            return Err(DecoderError::TensorShape {
+                name: name.to_owned(),
+                found: info.dims.clone(),
+                expected: expected.to_vec(),
+            });
+        }
+        Ok(WeightData { name: &info.name, dims: &info.dims, ty: info.ty, bytes: self.gguf.tensor_bytes(info) })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.gguf.tensor(name).is_some()
+    }
+}
+
+impl<B: Backend> Decoder<B> {
+    /// Loads the weights named by `config` and allocates a KV cache of `capacity`
+    /// positions.
+    pub fn load(backend: B, gguf: &Gguf<'_>, config: DecoderConfig, capacity: usize) -> Result<Self, DecoderError> {
+        let w = Weights { gguf };
+        let c = &config;
+        let (d, ff, hd) = (c.n_embd as u64, c.n_ff as u64, c.head_dim as u64);
+        let (q_width, kv_width) = (c.n_heads as u64 * hd, c.n_kv_heads as u64 * hd);
+        let vocab = c.n_vocab as u64;
+
+        let embed = backend.matrix(w.get("token_embd.weight", &[d, vocab])?)?;
+        let output = if w.has("output.weight") {
+            Some(backend.matrix(w.get("output.weight", &[d, vocab])?)?)
+        } else {
+            None
+        };
+        let output_norm = backend.vector(w.get("output_norm.weight", &[d])?)?;
+
+        // Llama 3's long-context frequency factors.
+        let rope_factors = if w.has("rope_freqs.weight") {
+            let data = w.get("rope_freqs.weight", &[hd / 2])?;
+            if data.ty != TensorType::F32 {
+                return Err(DecoderError::Unsupported(format!("rope_freqs.weight stored as {}", data.ty.name())));
+            }
+            Some(data.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<_>>())
+        } else {
+            None
+        };
+        let mut ropes = vec![backend.rope_table(&c.inv_freq(c.rope_base, rope_factors.as_deref()), capacity)?];
+        if let Some(local) = c.rope_base_local {
+            ropes.push(backend.rope_table(&c.inv_freq(local, rope_factors.as_deref()), capacity)?);
+        }
+
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let name = |t: &str| format!("blk.{i}.{t}");
+            let vector = |t: &str, len: u64| -> Result<B::Vector, DecoderError> {
+                Ok(backend.vector(w.get(&name(t), &[len])?)?)
+            };
+            let matrix = |t: &str, cols: u64, rows: u64| -> Result<B::Matrix, DecoderError> {
+                Ok(backend.matrix(w.get(&name(t), &[cols, rows])?)?)
+            };
+            let bias = if c.qkv_bias {
+                Some([vector("attn_q.bias", q_width)?, vector("attn_k.bias", kv_width)?, vector("attn_v.bias", kv_width)?])
+            } else {
+                None
+            };
+            let qk_norm =
+                if c.qk_norm { Some([vector("attn_q_norm.weight", hd)?, vector("attn_k_norm.weight", hd)?]) } else { None };
+            let post_norm = if c.post_norms {
+                Some([vector("post_attention_norm.weight", d)?, vector("post_ffw_norm.weight", d)?])
+            } else {
+                None
+            };
+            let local = c.layer_windows[i].is_some() && c.rope_base_local.is_some();
+            layers.push(Layer {
+                attn_norm: vector("attn_norm.weight", d)?,
+                wq: matrix("attn_q.weight", d, q_width)?,
+                wk: matrix("attn_k.weight", d, kv_width)?,
+                wv: matrix("attn_v.weight", d, kv_width)?,
+                wo: matrix("attn_output.weight", q_width, d)?,
+                bias,
+                qk_norm,
+                post_norm,
+                ffn_norm: vector("ffn_norm.weight", d)?,
+                gate: matrix("ffn_gate.weight", d, ff)?,
+                up: matrix("ffn_up.weight", d, ff)?,
+                down: matrix("ffn_down.weight", ff, d)?,
+                k_cache: backend.cache(c.n_kv_heads, capacity, c.head_dim)?,
+                v_cache: backend.cache(c.n_kv_heads, capacity, c.head_dim)?,
+                rope: usize::from(local),
+            });
+        }
+        Ok(Decoder { backend, config, embed, output, output_norm, layers, ropes, capacity, n_cached: 0 })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DecoderConfig {
+        &self.config
+    }
+
+    /// Positions the KV cache holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Positions filled.
+    pub fn n_cached(&self) -> usize {
+        self.n_cached
+    }
+
+    /// Forgets positions from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        self.n_cached = self.n_cached.min(len);
+    }
+
+    /// Appends `tokens` and returns logits: for the last token only, or for every token
+    /// (`n_tokens × n_vocab`, row-major) when `all_logits` is set.
+    pub fn forward(&mut self, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>, DecoderError> {
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
+            return Err(DecoderError::BadToken(bad));
+        }
+        if tokens.is_empty() || self.n_cached + tokens.len() > self.capacity {
+            return Err(DecoderError::ContextFull {
+                n_tokens: tokens.len(),
+                n_cached: self.n_cached,
+                capacity: self.capacity,
+            });
+        }
+        let mut logits = Vec::new();
+        let n_chunks = tokens.len().div_ceil(PREFILL_CHUNK);
+        for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            let hidden = self.run_layers(chunk)?;
+            self.n_cached += chunk.len();
+            if all_logits || i + 1 == n_chunks {
+                let rows = if all_logits { hidden } else { self.backend.rows_from(&hidden, chunk.len() - 1)? };
+                logits.extend(self.logits(&rows)?);
+            }
+        }
+        Ok(logits)
+    }
+
+    fn run_layers(&mut self, tokens: &[u32]) -> Result<B::Tensor, DecoderError> {
+        let b = &self.backend;
+        let c = &self.config;
+        let start = self.n_cached;
+        let mut x = b.embed(&self.embed, tokens)?;
+        if let Some(s) = c.embed_scale {
+            x = b.scale(&x, s)?;
+        }
+        for (layer, window) in self.layers.iter_mut().zip(&c.layer_windows) {
+            let h = b.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
+            let mut q = b.matmul(&h, &layer.wq)?;
+            let mut k = b.matmul(&h, &layer.wk)?;
+            let mut v = b.matmul(&h, &layer.wv)?;
+            if let Some([bq, bk, bv]) = &layer.bias {
+                q = b.add_bias(&q, bq)?;
+                k = b.add_bias(&k, bk)?;
+                v = b.add_bias(&v, bv)?;
+            }
+            if let Some([qn, kn]) = &layer.qk_norm {
+                q = b.rms_norm(&q, qn, c.rms_eps)?;
+                k = b.rms_norm(&k, kn, c.rms_eps)?;
+            }
+            let rope = &self.ropes[layer.rope];
+            let q = b.rope(&q, rope, c.n_heads, start, c.rope_style)?;
+            let k = b.rope(&k, rope, c.n_kv_heads, start, c.rope_style)?;
+            let params = AttentionParams {
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
+                scale: c.attn_scale,
+                window: *window,
+                softcap: None,
+            };
+            let a = b.attention(&q, &k, &v, &mut layer.k_cache, &mut layer.v_cache, start, &params)?;
+            let mut a = b.matmul(&a, &layer.wo)?;
+            if let Some([post_attn, _]) = &layer.post_norm {
+                a = b.rms_norm(&a, post_attn, c.rms_eps)?;
+            }
+            x = b.add(&x, &a)?;
+
+            let h = b.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
+            let gated = b.gated(&b.matmul(&h, &layer.gate)?, &b.matmul(&h, &layer.up)?, c.activation)?;
+            let mut f = b.matmul(&gated, &layer.down)?;
+            if let Some([_, post_ffn]) = &layer.post_norm {
+                f = b.rms_norm(&f, post_ffn, c.rms_eps)?;
+            }
+            x = b.add(&x, &f)?;
+        }
+        Ok(x)
+    }
+
+    fn logits(&self, hidden: &B::Tensor) -> Result<Vec<f32>, DecoderError> {
+        let b = &self.backend;
+        let h = b.rms_norm(hidden, &self.output_norm, self.config.rms_eps)?;
+        let head = self.output.as_ref().unwrap_or(&self.embed);
+        Ok(b.read(&b.matmul(&h, head)?)?)
+    }
+}

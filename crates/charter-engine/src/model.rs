@@ -1,0 +1,218 @@
+//! A loaded model: the tokenizer, the chat template, the turn policy and the decoder,
+//! built from one GGUF buffer.
+
+use std::collections::BTreeMap;
+
+use charter_core::template::{CHATML_TEMPLATE, GEMMA_TEMPLATE, PLAIN_TEMPLATE};
+use charter_core::{ChatTemplate, LanguageModel, ModelError, TemplateSource, TemplateTokens, TurnPolicy};
+use serde::Serialize;
+
+use crate::architecture::{ConfigError, DecoderConfig};
+use crate::backend::Backend;
+use crate::cpu::CpuBackend;
+use crate::decoder::{Decoder, DecoderError};
+use crate::gguf::{Gguf, GgufError};
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+/// The decoder on the CPU backend.
+pub type CpuDecoder = Decoder<CpuBackend>;
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// Not a valid GGUF file.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// A valid file Charter cannot run, or contradictory metadata.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The vocabulary could not be built.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// The weights do not match the metadata.
+    #[error(transparent)]
+    Decoder(#[from] DecoderError),
+    /// The chat template is broken.
+    #[error(transparent)]
+    Template(#[from] charter_core::TemplateError),
+    /// The turn policy could not be derived from the template.
+    #[error(transparent)]
+    Prompt(#[from] charter_core::PromptError),
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// KV cache positions; by default the training context, at most 4096.
+    pub context_length: Option<usize>,
+}
+
+/// What a model is, for `charter inspect` and the UI.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// `general.name`, if present.
+    pub name: Option<String>,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// Number of weights.
+    pub n_params: u64,
+    /// Tensors per storage type.
+    pub quantization: BTreeMap<String, usize>,
+    /// Training context length.
+    pub train_context: usize,
+    /// KV cache positions allocated.
+    pub context_length: usize,
+    /// Vocabulary size.
+    pub n_vocab: usize,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Residual width.
+    pub n_embd: usize,
+    /// Where the chat template came from.
+    pub template_source: TemplateSource,
+    /// The chat template.
+    pub template: String,
+    /// BOS, if any.
+    pub bos: Option<u32>,
+    /// EOS, if any.
+    pub eos: Option<u32>,
+}
+
+/// Everything needed to chat with one model.
+pub struct Model {
+    /// Facts about the model.
+    pub info: ModelInfo,
+    /// Its vocabulary.
+    pub tokenizer: Tokenizer,
+    /// Its chat template (its own, or Charter's built-in one for its turn format).
+    pub template: ChatTemplate,
+    /// What ends and what may not appear in the assistant's turn.
+    pub policy: TurnPolicy,
+    /// The weights and KV cache.
+    pub decoder: CpuDecoder,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// Default KV capacity cap: enough for long chats, small enough for a browser tab.
+const DEFAULT_CONTEXT: usize = 4096;
+
+impl Model {
+    /// Validates and loads a GGUF model held in memory.
+    pub fn load(bytes: &[u8], options: &LoadOptions) -> Result<Model, LoadError> {
+        let gguf = Gguf::parse(bytes)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let config = DecoderConfig::from_gguf(&gguf, tokenizer.n_vocab())?;
+        let capacity = options.context_length.unwrap_or(config.train_context.min(DEFAULT_CONTEXT)).clamp(16, 1 << 20);
+        let template = choose_template(&gguf, &tokenizer)?;
+        let policy = TurnPolicy::derive(&template, &tokenizer)?;
+        let mut quantization = BTreeMap::new();
+        for t in &gguf.tensors {
+            *quantization.entry(t.ty.name().to_owned()).or_insert(0) += 1;
+        }
+        let info = ModelInfo {
+            name: gguf.opt_str("general.name")?.map(str::to_owned),
+            architecture: config.architecture.name().to_owned(),
+            n_params: gguf.tensors.iter().map(|t| t.n_elements()).sum(),
+            quantization,
+            train_context: config.train_context,
+            context_length: capacity,
+            n_vocab: tokenizer.n_vocab(),
+            n_layers: config.n_layers,
+            n_embd: config.n_embd,
+            template_source: template.source(),
+            template: template.text().to_owned(),
+            bos: tokenizer.bos,
+            eos: tokenizer.eos,
+        };
+        let decoder = Decoder::load(CpuBackend, &gguf, config, capacity)?;
+        Ok(Model { info, tokenizer, template, policy, decoder })
+    }
+}
+
+fn choose_template(gguf: &Gguf<'_>, tokenizer: &Tokenizer) -> Result<ChatTemplate, LoadError> {
+    let text_of = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or_default().to_owned();
+    let tokens = TemplateTokens { bos: text_of(tokenizer.bos), eos: text_of(tokenizer.eos) };
+    if let Some(text) = gguf.opt_str("tokenizer.chat_template")? {
+        return Ok(ChatTemplate::new(text, TemplateSource::Model, tokens)?);
+    }
+    let (text, source) = if tokenizer.token_id("<start_of_turn>").is_some() {
+        (GEMMA_TEMPLATE, TemplateSource::BuiltinGemma)
+    } else if tokenizer.token_id("<|im_start|>").is_some() {
+        (CHATML_TEMPLATE, TemplateSource::BuiltinChatMl)
+    } else {
+        (PLAIN_TEMPLATE, TemplateSource::BuiltinPlain)
+    };
+    Ok(ChatTemplate::new(text, source, tokens)?)
+}
+
+impl<B: Backend> LanguageModel for Decoder<B> {
+    fn n_vocab(&self) -> usize {
+        self.config().n_vocab
+    }
+
+    fn capacity(&self) -> usize {
+        Decoder::capacity(self)
+    }
+
+    fn n_cached(&self) -> usize {
+        Decoder::n_cached(self)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        Decoder::truncate(self, len);
+    }
+
+    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        Ok(Decoder::forward(self, tokens, false)?)
+    }
+
+    fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let n_vocab = self.config().n_vocab;
+        let flat = Decoder::forward(self, tokens, true)?;
+        Ok(flat.chunks(n_vocab).map(<[f32]>::to_vec).collect())
+    }
+}
+
+impl charter_core::Vocabulary for Tokenizer {
+    fn n_vocab(&self) -> usize {
+        Tokenizer::n_vocab(self)
+    }
+
+    fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, charter_core::VocabError> {
+        Tokenizer::encode(self, text, parse_special).map_err(|e| charter_core::VocabError(e.to_string()))
+    }
+
+    fn token_bytes(&self, id: u32) -> &[u8] {
+        Tokenizer::token_bytes(self, id).unwrap_or_default()
+    }
+
+    fn is_control(&self, id: u32) -> bool {
+        self.token_kind(id) == Some(crate::tokenizer::TokenKind::Control)
+    }
+
+    fn control_tokens(&self) -> Vec<u32> {
+        (0..Tokenizer::n_vocab(self) as u32).filter(|&id| charter_core::Vocabulary::is_control(self, id)).collect()
+    }
+
+    fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+
+    fn adds_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    fn end_of_generation(&self) -> Vec<u32> {
+        self.end_of_generation.clone()
+    }
+}
