@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -58,10 +59,11 @@ fn options(s: &SamplingArgs, raw: bool) -> GenerateOptions {
     GenerateOptions { sampling, max_tokens: s.max_tokens, raw }
 }
 
-/// Streams text to stdout and stops on Ctrl-C-free EOF; the clock is `Instant`.
+/// Streams text to stdout; the clock is `Instant`. In `chat`, Ctrl-C sets `cancel`.
 struct Terminal {
     start: Instant,
     stream: bool,
+    cancel: Option<&'static AtomicBool>,
 }
 
 impl GenerateHooks for Terminal {
@@ -74,7 +76,15 @@ impl GenerateHooks for Terminal {
     fn now(&mut self) -> f64 {
         self.start.elapsed().as_secs_f64()
     }
+
+    fn is_cancelled(&mut self) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
 }
+
+/// Set by Ctrl-C while a reply streams; Ctrl-C at the prompt leaves.
+static CANCEL: AtomicBool = AtomicBool::new(false);
+static GENERATING: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let messages: Vec<Message> = match (&args.messages, &args.prompt) {
@@ -96,7 +106,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let prompt = build_prompt(&model.template, &model.tokenizer, &messages, true)?;
     let policy = model.policy.clone().with_stop_strings(args.sampling.stop.iter().cloned());
     let mut session = Session::new(model.decoder);
-    let mut hooks = Terminal { start: Instant::now(), stream: !args.json };
+    let mut hooks = Terminal { start: Instant::now(), stream: !args.json, cancel: None };
     let reply = session.generate(&prompt.ids, &model.tokenizer, &policy, &options(&args.sampling, args.raw), &mut hooks)?;
     if args.json {
         outln!("{}", serde_json::to_string(&reply_json(&prompt.ids, &reply, args.raw))?);
@@ -141,7 +151,19 @@ pub fn chat(args: &ModelArgs, sampling: &SamplingArgs) -> anyhow::Result<()> {
     let policy = model.policy.clone().with_stop_strings(sampling.stop.iter().cloned());
     let options = options(sampling, false);
     let name = model.info.name.clone().unwrap_or_else(|| model.info.architecture.clone());
-    eprintln!("Charter, on {name} ({} positions of context). /new starts over, /quit or Ctrl-D leaves.", model.info.context_length);
+    eprintln!(
+        "Charter, on {name} ({} positions of context). Ctrl-C stops a reply, /new starts over, /quit or Ctrl-D leaves.",
+        model.info.context_length
+    );
+    ctrlc::set_handler(|| {
+        if GENERATING.load(Ordering::Relaxed) {
+            CANCEL.store(true, Ordering::Relaxed);
+        } else {
+            eprintln!();
+            std::process::exit(130);
+        }
+    })
+    .context("installing the Ctrl-C handler")?;
     let mut session = Session::new(model.decoder);
     let mut messages: Vec<Message> = Vec::new();
     let stdin = std::io::stdin();
@@ -166,8 +188,12 @@ pub fn chat(args: &ModelArgs, sampling: &SamplingArgs) -> anyhow::Result<()> {
         }
         messages.push(Message::user(input));
         let prompt = build_prompt(&model.template, &model.tokenizer, &messages, true)?;
-        let mut hooks = Terminal { start: Instant::now(), stream: true };
-        match session.generate(&prompt.ids, &model.tokenizer, &policy, &options, &mut hooks) {
+        let mut hooks = Terminal { start: Instant::now(), stream: true, cancel: Some(&CANCEL) };
+        CANCEL.store(false, Ordering::Relaxed);
+        GENERATING.store(true, Ordering::Relaxed);
+        let result = session.generate(&prompt.ids, &model.tokenizer, &policy, &options, &mut hooks);
+        GENERATING.store(false, Ordering::Relaxed);
+        match result {
             Ok(reply) => {
                 outln!();
                 eprintln!("[{}]", footer(&reply));
@@ -177,6 +203,9 @@ pub fn chat(args: &ModelArgs, sampling: &SamplingArgs) -> anyhow::Result<()> {
                 // The conversation stays as it was; the user can try again or start over.
                 messages.pop();
                 eprintln!("charter: error: {e:#}");
+                if matches!(e, charter_core::GenerateError::PromptTooLong { .. }) {
+                    eprintln!("charter: the conversation no longer fits the context; /new starts a fresh one");
+                }
             }
         }
     }

