@@ -226,7 +226,7 @@ impl<M: LanguageModel> Session<M> {
     pub fn score(&mut self, prompt: &[u32], ids: &[u32]) -> Result<Vec<Vec<f32>>, GenerateError> {
         let all: Vec<u32> = prompt.iter().chain(ids).copied().collect();
         self.check_prompt(&all)?;
-        let common = self.prepare(prompt)?;
+        let common = self.prepare(prompt);
         let mut rows = vec![self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?];
         self.cached.extend_from_slice(&prompt[common..]);
         if ids.len() > 1 {
@@ -254,13 +254,13 @@ impl<M: LanguageModel> Session<M> {
 
     /// Truncates the cache to the longest prefix it shares with `prompt`, keeping at
     /// least one prompt token to run so there are logits to sample from.
-    fn prepare(&mut self, prompt: &[u32]) -> Result<usize, GenerateError> {
+    fn prepare(&mut self, prompt: &[u32]) -> usize {
         let mut common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         if common == prompt.len() {
             common -= 1;
         }
         self.rewind(common);
-        Ok(common)
+        common
     }
 
     /// Generates the assistant's reply to `prompt`.
@@ -274,7 +274,7 @@ impl<M: LanguageModel> Session<M> {
     ) -> Result<Reply, GenerateError> {
         self.check_prompt(prompt)?;
         let start = hooks.now();
-        let common = self.prepare(prompt)?;
+        let common = self.prepare(prompt);
         let mut logits = self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?;
         self.cached.extend_from_slice(&prompt[common..]);
         let prefill_end = hooks.now();

@@ -122,9 +122,6 @@ pub struct ChatTemplate {
     source: TemplateSource,
     text: String,
     tokens: TemplateTokens,
-    /// Seconds since the Unix epoch for `strftime_now`; the caller's clock, since the
-    /// core has none (there is no system clock in a wasm worker without JS).
-    now: i64,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -161,17 +158,16 @@ impl ChatTemplate {
         });
         env.add_template_owned("chat", text.to_owned())
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
-        let mut template = ChatTemplate { env, source, text: text.to_owned(), tokens, now: 0 };
+        let mut template = ChatTemplate { env, source, text: text.to_owned(), tokens };
         template.set_now(0);
         Ok(template)
     }
 
-    /// Sets the time `strftime_now` reports, in seconds since the Unix epoch.
+    /// Sets the time `strftime_now` reports, in seconds since the Unix epoch. The
+    /// caller's clock: the core has none, as a wasm worker has no system clock.
     pub fn set_now(&mut self, unix_seconds: i64) {
-        self.now = unix_seconds;
-        let now = unix_seconds;
         self.env.add_function("strftime_now", move |format: String| -> Result<String, JinjaError> {
-            strftime(now, &format)
+            strftime(unix_seconds, &format)
         });
     }
 
