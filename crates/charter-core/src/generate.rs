@@ -272,85 +272,187 @@ impl<M: LanguageModel> Session<M> {
         options: &GenerateOptions,
         hooks: &mut dyn GenerateHooks,
     ) -> Result<Reply, GenerateError> {
+        let mut generation = self.start(prompt, vocab, policy, options, hooks)?;
+        loop {
+            if let Some(reply) = generation.step(hooks)? {
+                return Ok(reply);
+            }
+        }
+    }
+
+    /// Prefills `prompt` and returns the reply as a state machine that samples one
+    /// token per [`Generation::step`]. A caller without threads (a browser worker)
+    /// yields to its event loop between steps, so a cancel request can arrive.
+    pub fn start<'a>(
+        &'a mut self,
+        prompt: &[u32],
+        vocab: &'a dyn Vocabulary,
+        policy: &TurnPolicy,
+        options: &GenerateOptions,
+        hooks: &mut dyn GenerateHooks,
+    ) -> Result<Generation<'a, M>, GenerateError> {
         self.check_prompt(prompt)?;
         let start = hooks.now();
         let common = self.prepare(prompt);
-        let mut logits = self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?;
+        let logits = self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?;
         self.cached.extend_from_slice(&prompt[common..]);
         let prefill_end = hooks.now();
-
         let raw = options.raw;
         let (masked, stop_ids): (Vec<u32>, BTreeSet<u32>) = if raw {
             (Vec::new(), BTreeSet::new())
         } else {
             (policy.masked_ids.iter().copied().collect(), policy.stop_ids.clone())
         };
-        let mut stops = StopMatcher::new(if raw { &[] } else { &policy.stop_strings });
-        let mut sampler = Sampler::new(options.sampling.clone());
-        let mut utf8 = Utf8Stream::new();
-        let mut history: Vec<u32> = prompt.to_vec();
-        let mut ids = Vec::new();
-        let mut text = String::new();
-        let mut first_token_at = None;
-        let emit = |text: &mut String, hooks: &mut dyn GenerateHooks, piece: &str, first: &mut Option<f64>| {
-            if !piece.is_empty() {
-                if first.is_none() {
-                    *first = Some(hooks.now());
-                }
-                text.push_str(piece);
-                hooks.on_text(piece);
-            }
-        };
+        let stops = StopMatcher::new(if raw { &[] } else { &policy.stop_strings });
+        Ok(Generation {
+            session: self,
+            vocab,
+            raw,
+            max_tokens: options.max_tokens,
+            masked,
+            stop_ids,
+            stops,
+            sampler: Sampler::new(options.sampling.clone()),
+            utf8: Utf8Stream::new(),
+            history: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            common,
+            logits,
+            ids: Vec::new(),
+            text: String::new(),
+            first_token_at: None,
+            start,
+            prefill_end,
+            finished: false,
+        })
+    }
+}
 
-        let (stop_reason, stop_string) = loop {
-            if hooks.is_cancelled() {
-                break (StopReason::Cancelled, None);
+/// A reply in progress: the prompt is prefilled and each [`Generation::step`] samples
+/// one token. Dropping it mid-way leaves the session's cache consistent with what was
+/// fed, so the next prompt reuses it.
+pub struct Generation<'a, M> {
+    session: &'a mut Session<M>,
+    vocab: &'a dyn Vocabulary,
+    raw: bool,
+    max_tokens: usize,
+    masked: Vec<u32>,
+    stop_ids: BTreeSet<u32>,
+    stops: StopMatcher,
+    sampler: Sampler,
+    utf8: Utf8Stream,
+    history: Vec<u32>,
+    prompt_len: usize,
+    common: usize,
+    logits: Vec<f32>,
+    ids: Vec<u32>,
+    text: String,
+    first_token_at: Option<f64>,
+    start: f64,
+    prefill_end: f64,
+    finished: bool,
+}
+
+impl<M> std::fmt::Debug for Generation<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation").field("ids", &self.ids).field("finished", &self.finished).finish_non_exhaustive()
+    }
+}
+
+impl<M: LanguageModel> Generation<'_, M> {
+    /// Tokens sampled so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Samples the next token. Returns the reply once it has ended, `None` while it
+    /// goes on. Calling it again after the end is an error-free no-op returning `None`.
+    pub fn step(&mut self, hooks: &mut dyn GenerateHooks) -> Result<Option<Reply>, GenerateError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let ended = self.sample_one(hooks);
+        match ended {
+            Ok(None) => Ok(None),
+            Ok(Some((reason, stop_string))) => Ok(Some(self.finish(reason, stop_string, hooks))),
+            Err(e) => {
+                self.finished = true;
+                Err(e)
             }
-            if ids.len() >= options.max_tokens {
-                break (StopReason::Length, None);
+        }
+    }
+
+    fn emit(&mut self, piece: &str, hooks: &mut dyn GenerateHooks) {
+        if !piece.is_empty() {
+            if self.first_token_at.is_none() {
+                self.first_token_at = Some(hooks.now());
             }
-            for &id in &masked {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    *l = f32::NEG_INFINITY;
-                }
+            self.text.push_str(piece);
+            hooks.on_text(piece);
+        }
+    }
+
+    fn sample_one(&mut self, hooks: &mut dyn GenerateHooks) -> Result<Option<(StopReason, Option<String>)>, GenerateError> {
+        if hooks.is_cancelled() {
+            return Ok(Some((StopReason::Cancelled, None)));
+        }
+        if self.ids.len() >= self.max_tokens {
+            return Ok(Some((StopReason::Length, None)));
+        }
+        for &id in &self.masked {
+            if let Some(l) = self.logits.get_mut(id as usize) {
+                *l = f32::NEG_INFINITY;
             }
-            let token = sampler.sample(&mut logits, &history);
-            ids.push(token);
-            history.push(token);
-            hooks.on_token(token);
-            if stop_ids.contains(&token) {
-                break (StopReason::EndOfTurn, None);
-            }
-            let shown = raw || !vocab.is_control(token);
-            let piece = if shown { utf8.push(vocab.token_bytes(token)) } else { String::new() };
-            let scan = stops.push(&piece);
-            emit(&mut text, hooks, &scan.emit, &mut first_token_at);
-            if let Some(s) = scan.stopped {
-                break (StopReason::StopString, Some(s));
-            }
-            if self.model.n_cached() + 1 > self.model.capacity() {
-                break (StopReason::ContextFull, None);
-            }
-            logits = self.model.forward(&[token]).map_err(GenerateError::Model)?;
-            self.cached.push(token);
-        };
+        }
+        let token = self.sampler.sample(&mut self.logits, &self.history);
+        self.ids.push(token);
+        self.history.push(token);
+        hooks.on_token(token);
+        if self.stop_ids.contains(&token) {
+            return Ok(Some((StopReason::EndOfTurn, None)));
+        }
+        let shown = self.raw || !self.vocab.is_control(token);
+        let piece = if shown { self.utf8.push(self.vocab.token_bytes(token)) } else { String::new() };
+        let scan = self.stops.push(&piece);
+        self.emit(&scan.emit, hooks);
+        if let Some(s) = scan.stopped {
+            return Ok(Some((StopReason::StopString, Some(s))));
+        }
+        let model = &mut self.session.model;
+        if model.n_cached() + 1 > model.capacity() {
+            return Ok(Some((StopReason::ContextFull, None)));
+        }
+        self.logits = model.forward(&[token]).map_err(GenerateError::Model)?;
+        self.session.cached.push(token);
+        Ok(None)
+    }
+
+    fn finish(&mut self, stop_reason: StopReason, stop_string: Option<String>, hooks: &mut dyn GenerateHooks) -> Reply {
+        self.finished = true;
         if stop_string.is_none() {
-            let tail = utf8.finish();
-            let scan = stops.push(&tail);
-            emit(&mut text, hooks, &scan.emit, &mut first_token_at);
-            let rest = if scan.stopped.is_some() { String::new() } else { stops.finish() };
-            emit(&mut text, hooks, &rest, &mut first_token_at);
+            let tail = self.utf8.finish();
+            let scan = self.stops.push(&tail);
+            self.emit(&scan.emit, hooks);
+            let rest = if scan.stopped.is_some() { String::new() } else { self.stops.finish() };
+            self.emit(&rest, hooks);
         }
         let end = hooks.now();
         let stats = GenerationStats {
-            prompt_tokens: prompt.len(),
-            reused_tokens: common,
-            prefill_tokens: prompt.len() - common,
-            prefill_seconds: prefill_end - start,
-            decode_tokens: ids.len(),
-            decode_seconds: end - prefill_end,
-            first_token_seconds: first_token_at.unwrap_or(end) - start,
+            prompt_tokens: self.prompt_len,
+            reused_tokens: self.common,
+            prefill_tokens: self.prompt_len - self.common,
+            prefill_seconds: self.prefill_end - self.start,
+            decode_tokens: self.ids.len(),
+            decode_seconds: end - self.prefill_end,
+            first_token_seconds: self.first_token_at.unwrap_or(end) - self.start,
         };
-        Ok(Reply { ids, text, stop_reason, stop_string, n_masked: masked.len(), stats })
+        Reply {
+            ids: std::mem::take(&mut self.ids),
+            text: std::mem::take(&mut self.text),
+            stop_reason,
+            stop_string,
+            n_masked: self.masked.len(),
+            stats,
+        }
     }
 }

@@ -32,7 +32,7 @@ pub mod vocab;
 
 pub use chat::{Message, Role};
 pub use generate::{
-    GenerateError, GenerateHooks, GenerateOptions, GenerationStats, LanguageModel, ModelError, NoHooks, Reply,
+    GenerateError, GenerateHooks, GenerateOptions, Generation, GenerationStats, LanguageModel, ModelError, NoHooks, Reply,
     Session, StopReason,
 };
 pub use policy::TurnPolicy;

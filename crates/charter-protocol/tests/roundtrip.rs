@@ -1,0 +1,123 @@
+//! The protocol's wire form: every message survives encode and decode, the version
+//! check refuses another build's messages, and garbage is an error, not a panic. The
+//! same tests run natively and, through wasm-bindgen-test, in headless Chromium.
+
+use charter_core::{GenerateOptions, GenerationStats, Message, StopReason};
+use charter_protocol::*;
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+fn requests() -> Vec<Request> {
+    vec![
+        Request::Download {
+            model: ModelRef {
+                id: "m".into(),
+                name: "M".into(),
+                url: "/models/m.gguf".into(),
+                size: Some(10),
+                sha256: Some("ab".into()),
+            },
+        },
+        Request::Load { source: ModelSource::Stored { url: "/models/m.gguf".into() }, context_length: Some(512) },
+        Request::Load { source: ModelSource::File { name: "x.gguf".into() }, context_length: None },
+        Request::Generate {
+            messages: vec![Message::user("<|im_start|>system\nhi"), Message::assistant("ok")],
+            options: GenerateOptions::default(),
+            predict_user: true,
+        },
+        Request::Cancel { target: 7 },
+        Request::ListStored,
+        Request::Delete { url: "/models/m.gguf".into() },
+    ]
+}
+
+fn events() -> Vec<Event> {
+    let tok = |id, text: &str, origin| ContextToken { id, text: text.into(), origin, control: id == 1 };
+    vec![
+        Event::Ready {
+            backend: BackendReport {
+                chosen: BackendKind::WasmSimd,
+                webgpu_adapter: false,
+                webgpu_description: None,
+                reason: "no adapter".into(),
+            },
+        },
+        Event::Progress { phase: Phase::Downloading, done: 5, total: Some(10) },
+        Event::Progress { phase: Phase::Loading, done: 0, total: None },
+        Event::Stored { model: StoredModel { url: "u".into(), size: 10, sha256: None } },
+        Event::Loaded {
+            model: LoadedModel {
+                name: "M".into(),
+                architecture: "llama".into(),
+                context_length: 4096,
+                template_source: "file".into(),
+                stop_tokens: vec![TokenText { id: 2, text: "<|im_end|>".into() }],
+                masked_tokens: vec![TokenText { id: 1, text: "<|im_start|>".into() }],
+                stop_strings: vec!["<|im_start|>".into()],
+                load_seconds: 1.5,
+            },
+        },
+        Event::Context { tokens: vec![tok(1, "<|im_start|>", Origin::Template), tok(9, "hi", Origin::User)] },
+        Event::Token { text: "Hello \u{1F600}".into() },
+        Event::Finished {
+            reply: FinishedReply {
+                text: "Hello".into(),
+                stop_reason: StopReason::EndOfTurn,
+                stop_token: Some(TokenText { id: 2, text: "<|im_end|>".into() }),
+                stop_string: None,
+                tokens: vec![tok(2, "<|im_end|>", Origin::Assistant)],
+                context_used: 30,
+                stats: GenerationStats { prompt_tokens: 20, decode_tokens: 10, ..Default::default() },
+            },
+        },
+        Event::StoredList { models: vec![] },
+        Event::Error { error: WorkerError::new(ErrorKind::Quota, "full") },
+    ]
+}
+
+#[test]
+fn every_request_and_event_round_trips() {
+    for (i, r) in requests().into_iter().enumerate() {
+        let env = Envelope::new(i as u64 + 1, r);
+        let back: Envelope<Request> = decode(&encode(&env)).expect("decodes");
+        assert_eq!(back, env);
+    }
+    for (i, e) in events().into_iter().enumerate() {
+        let env = Envelope::new(i as u64, e);
+        let back: Envelope<Event> = decode(&encode(&env)).expect("decodes");
+        assert_eq!(back, env);
+    }
+}
+
+#[test]
+fn messages_are_tagged_json_with_the_version() {
+    let text = encode(&Envelope::new(3, Request::Cancel { target: 2 }));
+    let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(value["v"], PROTOCOL_VERSION);
+    assert_eq!(value["id"], 3);
+    assert_eq!(value["body"]["type"], "cancel");
+    assert_eq!(value["body"]["target"], 2);
+}
+
+#[test]
+fn another_version_is_refused_with_advice() {
+    let text = encode(&Envelope::new(1, Request::ListStored)).replacen("\"v\":1", "\"v\":99", 1);
+    match decode::<Request>(&text) {
+        Err(ProtocolError::Version { got: 99 }) => {}
+        other => panic!("expected a version error, got {other:?}"),
+    }
+    let message = decode::<Request>(&text).expect_err("refused").to_string();
+    assert!(message.contains("reload"), "{message}");
+}
+
+#[test]
+fn garbage_and_unknown_messages_are_errors() {
+    for text in ["", "null", "{}", "{\"v\":1}", "{\"v\":1,\"id\":1,\"body\":{\"type\":\"launch_missiles\"}}", "\u{0}"] {
+        assert!(decode::<Request>(text).is_err(), "{text:?} decoded");
+        assert!(decode::<Event>(text).is_err(), "{text:?} decoded");
+    }
+}

@@ -1,0 +1,473 @@
+//! The views: header, conversation, input and the side panels. Every element a test
+//! or an embedding page may need carries a stable `data-testid` (listed in
+//! `web/README.md`).
+
+use charter_core::Role;
+use charter_protocol::{BackendKind, Origin};
+use leptos::ev;
+use leptos::html;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+
+use crate::conversation::{export, import, ChatMessage};
+use crate::format;
+use crate::markdown;
+use crate::state::{catalog, model_url, AppState, Panel, Status};
+
+/// The whole app.
+#[component]
+pub fn App() -> impl IntoView {
+    let state = AppState::new();
+    state.restore();
+    let started = crate::client::start(move |id, event| state.on_event(id, event), move |reason| state.worker_died(reason));
+    if let Err(e) = started {
+        state.status.set(Status::Failed(e));
+    }
+    request_persistence();
+    let esc = window_event_listener(ev::keydown, move |e| {
+        if e.key() == "Escape" {
+            state.stop();
+        }
+    });
+    on_cleanup(move || esc.remove());
+
+    let on_drop = move |e: ev::DragEvent| {
+        e.prevent_default();
+        if let Some(file) = e.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
+            state.load_file(file);
+        }
+    };
+    view! {
+        <div class="app" on:dragover=move |e: ev::DragEvent| e.prevent_default() on:drop=on_drop>
+            <Header state />
+            <div class="body">
+                <ChatList state />
+                <main class="chat">
+                    <Notice state />
+                    <Messages state />
+                    <Composer state />
+                </main>
+                <SidePanel state />
+            </div>
+        </div>
+    }
+}
+
+fn request_persistence() {
+    if let Some(storage) = web_sys::window().map(|w| w.navigator().storage()) {
+        if let Ok(promise) = storage.persist() {
+            spawn_local(async move {
+                let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+            });
+        }
+    }
+}
+
+#[component]
+fn Header(state: AppState) -> impl IntoView {
+    let toggle = move |panel: Panel| {
+        move |_| state.panel.update(|p| *p = if *p == panel { Panel::Closed } else { panel })
+    };
+    let status_text = move || match state.status.get() {
+        Status::Starting => "Starting…".to_owned(),
+        Status::Downloading(_, _, line) | Status::Loading(line) | Status::Ready(line) | Status::Failed(line) => line,
+    };
+    let backend_text = move || match state.backend.get() {
+        None => "Detecting…".to_owned(),
+        Some(b) => match b.chosen {
+            BackendKind::WasmSimd => "CPU · WebAssembly SIMD".to_owned(),
+            BackendKind::WebGpu => "GPU · WebGPU".to_owned(),
+        },
+    };
+    let backend_reason = move || state.backend.get().map(|b| b.reason).unwrap_or_default();
+    let meter = move || {
+        let total = state.model.get().map_or(0, |m| m.context_length);
+        format!("{} / {} tokens", state.context_used.get(), total)
+    };
+    let meter_value = move || {
+        let total = state.model.get().map_or(0, |m| m.context_length).max(1);
+        (state.context_used.get() as f64 / total as f64).min(1.0)
+    };
+    view! {
+        <header class="header">
+            <button class="icon only-narrow" data-testid="chats" aria-label="Conversations" on:click=toggle(Panel::Chats)>"☰"</button>
+            <h1 class="brand">"Charter"</h1>
+            <div class="status" role="status" aria-live="polite">
+                <span data-testid="model-status" class=move || match state.status.get() {
+                    Status::Ready(_) => "ready",
+                    Status::Failed(_) => "failed",
+                    _ => "busy",
+                }>{status_text}</span>
+                <Show when=move || matches!(state.status.get(), Status::Downloading(..))>
+                    <progress
+                        data-testid="download-progress"
+                        max=move || match state.status.get() { Status::Downloading(_, Some(t), _) => t as f64, _ => 1.0 }
+                        value=move || match state.status.get() { Status::Downloading(d, _, _) => d as f64, _ => 0.0 }
+                    ></progress>
+                </Show>
+            </div>
+            <span class="chip" data-testid="backend" title=backend_reason>{backend_text}</span>
+            <span class="chip meter" data-testid="context-meter" title="Tokens in the model's context window">
+                <meter min="0" max="1" value=meter_value></meter>
+                {meter}
+            </span>
+            <nav class="actions">
+                <button data-testid="new-chat" on:click=move |_| state.new_chat()>"New chat"</button>
+                <button data-testid="models" aria-pressed=move || (state.panel.get() == Panel::Models).to_string() on:click=toggle(Panel::Models)>"Models"</button>
+                <button data-testid="settings" aria-pressed=move || (state.panel.get() == Panel::Settings).to_string() on:click=toggle(Panel::Settings)>"Settings"</button>
+                <button data-testid="under-the-hood" aria-pressed=move || (state.panel.get() == Panel::Hood).to_string() on:click=toggle(Panel::Hood)>"Under the hood"</button>
+            </nav>
+        </header>
+    }
+}
+
+#[component]
+fn Notice(state: AppState) -> impl IntoView {
+    view! {
+        <Show when=move || state.notice.get().is_some()>
+            <div class="notice" role="alert" data-testid="notice">
+                <span>{move || state.notice.get().unwrap_or_default()}</span>
+                <button aria-label="Dismiss" on:click=move |_| state.notice.set(None)>"×"</button>
+            </div>
+        </Show>
+    }
+}
+
+#[component]
+fn ChatList(state: AppState) -> impl IntoView {
+    let import_ref = NodeRef::<html::Input>::new();
+    let do_export = move |_| {
+        let text = export(&state.conversations.get_untracked());
+        download_text("charter-conversations.json", &text);
+    };
+    let do_import = move |e: ev::Event| {
+        let Some(input) = e.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else { return };
+        let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
+        input.set_value("");
+        spawn_local(async move {
+            let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.ok().and_then(|t| t.as_string()).unwrap_or_default();
+            match import(&text) {
+                Ok(list) => {
+                    let n = list.len();
+                    for c in list {
+                        let _ = crate::idb::save(&c).await;
+                    }
+                    state.notice.set(Some(format!("Imported {n} conversation(s).")));
+                    state.restore();
+                }
+                Err(e) => state.notice.set(Some(e)),
+            }
+        });
+    };
+    view! {
+        <aside class="chats" class:open=move || state.panel.get() == Panel::Chats data-testid="conversation-list">
+            <ul>
+                {move || state.conversations.get().into_iter().map(|c| {
+                    let id = c.id.clone();
+                    let id_open = c.id.clone();
+                    let current = move || state.current.with(|cur| cur.id == id);
+                    let delete_id = c.id.clone();
+                    view! {
+                        <li class:current=current>
+                            <button class="title" data-testid="conversation" on:click=move |_| { state.open(&id_open); state.panel.set(Panel::Closed); }>{c.title.clone()}</button>
+                            <button class="icon" aria-label="Delete conversation" on:click=move |_| state.delete_conversation(delete_id.clone())>"×"</button>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+            <div class="row">
+                <button data-testid="export" on:click=do_export>"Export"</button>
+                <button data-testid="import" on:click=move |_| { if let Some(i) = import_ref.get() { i.click(); } }>"Import"</button>
+                <input type="file" accept="application/json,.json" class="hidden" node_ref=import_ref data-testid="import-file" on:change=do_import />
+            </div>
+        </aside>
+    }
+}
+
+fn download_text(name: &str, text: &str) {
+    let parts = js_sys::Array::of1(&text.into());
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("application/json");
+    let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options) else { return };
+    let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
+    let document = web_sys::window().and_then(|w| w.document());
+    if let Some(a) = document.and_then(|d| d.create_element("a").ok()).and_then(|a| a.dyn_into::<web_sys::HtmlAnchorElement>().ok()) {
+        a.set_href(&url);
+        a.set_download(name);
+        a.click();
+    }
+    let _ = web_sys::Url::revoke_object_url(&url);
+}
+
+#[component]
+fn Messages(state: AppState) -> impl IntoView {
+    let list = NodeRef::<html::Div>::new();
+    let stick = StoredValue::new(true);
+    Effect::new(move |_| {
+        state.streaming.track();
+        state.current.track();
+        if stick.get_value() {
+            if let Some(el) = list.get() {
+                el.set_scroll_top(el.scroll_height());
+            }
+        }
+    });
+    let on_scroll = move |_| {
+        if let Some(el) = list.get() {
+            stick.set_value(el.scroll_top() + el.client_height() >= el.scroll_height() - 32);
+        }
+    };
+    view! {
+        <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages">
+            <Show when=move || state.current.with(|c| c.messages.is_empty()) && state.streaming.get().is_none()>
+                <div class="empty" data-testid="empty-chat">
+                    <p>"Ask anything. The model runs in this browser; nothing you type leaves this device."</p>
+                </div>
+            </Show>
+            {move || {
+                let messages = state.current.get().messages;
+                let n = messages.len();
+                messages.into_iter().enumerate().map(|(i, m)| message_view(state, m, i + 1 == n)).collect_view()
+            }}
+            <Show when=move || state.streaming.get().is_some()>
+                <article class="message assistant streaming" data-testid="message-assistant" data-streaming="true" aria-busy="true">
+                    <div class="body" inner_html=move || markdown::render(&state.streaming.get().unwrap_or_default())></div>
+                    <footer><span class="dots">"writing…"</span></footer>
+                </article>
+            </Show>
+        </div>
+    }
+}
+
+fn message_view(state: AppState, m: ChatMessage, last: bool) -> AnyView {
+    let text = m.text.clone();
+    let copy = move |_| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.navigator().clipboard().write_text(&text);
+        }
+    };
+    match m.role {
+        Role::Assistant => {
+            let reason = m.stop_reason.clone().unwrap_or_default();
+            let tps = m.tokens_per_second.map(|t| format!("{t:.1} tok/s")).unwrap_or_default();
+            view! {
+                <article class="message assistant" data-testid="message-assistant">
+                    <div class="body" inner_html=markdown::render(&m.text)></div>
+                    <footer>
+                        <span class="stop" data-testid="stop-reason">{reason}</span>
+                        <span data-testid="tokens-per-second">{tps}</span>
+                        <button class="link" data-testid="copy-message" on:click=copy>"Copy"</button>
+                        <Show when=move || last>
+                            <button class="link" data-testid="regenerate" on:click=move |_| state.regenerate()>"Regenerate"</button>
+                        </Show>
+                    </footer>
+                </article>
+            }
+            .into_any()
+        }
+        _ => view! {
+            <article class="message user" data-testid="message-user">
+                <div class="body" inner_html=markdown::render(&m.text)></div>
+                <footer>
+                    <button class="link" data-testid="copy-message" on:click=copy>"Copy"</button>
+                    <Show when=move || last || state.current.with(|c| c.messages.iter().rposition(|x| x.role == Role::User) == Some(c.messages.len().saturating_sub(2)))>
+                        <button class="link" data-testid="edit-last" on:click=move |_| state.edit_last()>"Edit"</button>
+                    </Show>
+                </footer>
+            </article>
+        }
+        .into_any(),
+    }
+}
+
+#[component]
+fn Composer(state: AppState) -> impl IntoView {
+    let busy = move || state.generating.get().is_some() || state.streaming.get().is_some();
+    let ready = move || state.model.get().is_some();
+    view! {
+        <form class="composer" on:submit=move |e: ev::SubmitEvent| { e.prevent_default(); state.send_input(); }>
+            <textarea
+                data-testid="chat-input"
+                aria-label="Message"
+                rows="2"
+                placeholder=move || if ready() { "Message Charter (Enter sends, Shift+Enter for a new line)" } else { "The model is not ready yet…" }
+                prop:value=move || state.input.get()
+                on:input=move |e| state.input.set(event_target_value(&e))
+                on:keydown=move |e: ev::KeyboardEvent| {
+                    if e.key() == "Enter" && !e.shift_key() && !e.is_composing() {
+                        e.prevent_default();
+                        state.send_input();
+                    }
+                }
+            ></textarea>
+            <Show
+                when=busy
+                fallback=move || view! {
+                    <button type="submit" data-testid="send-button" disabled=move || !ready()>"Send"</button>
+                }
+            >
+                <button type="button" data-testid="stop-button" on:click=move |_| state.stop()>"Stop"</button>
+            </Show>
+        </form>
+    }
+}
+
+#[component]
+fn SidePanel(state: AppState) -> impl IntoView {
+    view! {
+        <Show when=move || matches!(state.panel.get(), Panel::Settings | Panel::Hood | Panel::Models)>
+            <aside class="panel">
+                <button class="icon close" aria-label="Close panel" on:click=move |_| state.panel.set(Panel::Closed)>"×"</button>
+                {move || match state.panel.get() {
+                    Panel::Settings => view! { <Settings state /> }.into_any(),
+                    Panel::Hood => view! { <Hood state /> }.into_any(),
+                    Panel::Models => view! { <Models state /> }.into_any(),
+                    _ => ().into_any(),
+                }}
+            </aside>
+        </Show>
+    }
+}
+
+#[component]
+fn Settings(state: AppState) -> impl IntoView {
+    fn field<T: std::str::FromStr + ToString + Send + Sync + 'static>(
+        state: AppState,
+        label: &'static str,
+        id: &'static str,
+        step: &'static str,
+        get: fn(&charter_core::GenerateOptions) -> T,
+        set: fn(&mut charter_core::GenerateOptions, T),
+    ) -> impl IntoView {
+        view! {
+            <label>
+                <span>{label}</span>
+                <input
+                    type="number"
+                    step=step
+                    data-testid=id
+                    prop:value=move || state.options.with(|o| get(o).to_string())
+                    on:change=move |e| {
+                        if let Ok(v) = event_target_value(&e).parse::<T>() {
+                            state.options.update(|o| set(o, v));
+                        }
+                    }
+                />
+            </label>
+        }
+    }
+    view! {
+        <section data-testid="settings-panel">
+            <h2>"Sampling"</h2>
+            {field(state, "Temperature (0 = greedy)", "setting-temperature", "0.05", |o| o.sampling.temperature, |o, v: f32| o.sampling.temperature = v.clamp(0.0, 5.0))}
+            {field(state, "Top-p", "setting-top-p", "0.05", |o| o.sampling.top_p, |o, v: f32| o.sampling.top_p = v.clamp(0.0, 1.0))}
+            {field(state, "Top-k (0 = off)", "setting-top-k", "1", |o| o.sampling.top_k, |o, v: usize| o.sampling.top_k = v)}
+            {field(state, "Repetition penalty", "setting-repetition-penalty", "0.05", |o| o.sampling.repetition_penalty, |o, v: f32| o.sampling.repetition_penalty = v.clamp(0.5, 3.0))}
+            {field(state, "Max tokens", "setting-max-tokens", "1", |o| o.max_tokens, |o, v: usize| o.max_tokens = v.clamp(1, 8192))}
+            {field(state, "Seed", "setting-seed", "1", |o| o.sampling.seed, |o, v: u64| o.sampling.seed = v)}
+            <p class="hint">"The same seed, settings and conversation give the same reply."</p>
+            <h2>"Backend"</h2>
+            <p data-testid="backend-reason">{move || state.backend.get().map(|b| b.reason).unwrap_or_default()}</p>
+        </section>
+    }
+}
+
+#[component]
+fn Hood(state: AppState) -> impl IntoView {
+    let origin_class = |o: Origin, control: bool| match (o, control) {
+        (_, true) => "tok control",
+        (Origin::Template, _) => "tok template",
+        (Origin::System, _) => "tok system",
+        (Origin::User, _) => "tok user",
+        (Origin::Assistant, _) => "tok assistant",
+    };
+    view! {
+        <section data-testid="under-the-hood-panel">
+            <h2>"The context window"</h2>
+            <p class="legend">
+                <span class="tok control">"control"</span><span class="tok template">"template"</span>
+                <span class="tok system">"system"</span><span class="tok user">"user"</span>
+                <span class="tok assistant">"assistant"</span><span class="tok stop">"stop token"</span>
+            </p>
+            <p>{move || format!("{} prompt tokens, {} reply tokens", state.context_tokens.get().len(), state.reply_tokens.get().len())}</p>
+            <div class="tokens" data-testid="hood-tokens">
+                {move || state.context_tokens.get().into_iter().map(|t| view! {
+                    <span class=origin_class(t.origin, t.control) title=format!("id {}", t.id) data-testid="hood-token">{t.text}</span>
+                }).collect_view()}
+                {move || {
+                    let stop = state.last_stop.get().map(|s| s.id);
+                    let tokens = state.reply_tokens.get();
+                    let n = tokens.len();
+                    tokens.into_iter().enumerate().map(|(i, t)| {
+                        let is_stop = i + 1 == n && stop == Some(t.id);
+                        let class = if is_stop { "tok stop" } else { origin_class(t.origin, t.control) };
+                        view! {
+                            <span class=class title=format!("id {}", t.id) data-testid=if is_stop { "hood-stop-token" } else { "hood-token" }>{t.text}</span>
+                        }
+                    }).collect_view()
+                }}
+            </div>
+            <h3>"Masked in every reply"</h3>
+            <p class="tokens small" data-testid="hood-masked">
+                {move || state.model.get().map(|m| m.masked_tokens.into_iter().map(|t| view! { <span class="tok control" title=format!("id {}", t.id)>{t.text}</span> }).collect_view())}
+            </p>
+            <p class="small">{move || state.model.get().map(|m| format!("Ends a reply: {}; stop strings: {:?}", m.stop_tokens.iter().map(|t| t.text.clone()).collect::<Vec<_>>().join(" "), m.stop_strings))}</p>
+            <h3>"What the model expects the user to say"</h3>
+            <label class="toggle">
+                <input type="checkbox" data-testid="predict-user-toggle" prop:checked=move || state.predict_user.get() on:change=move |e| state.predict_user.set(event_target_checked(&e)) />
+                " After each reply, show the model's guess at your next message (raw transcript mode; shown here only, never sent back to the model)"
+            </label>
+            <Show when=move || state.predicted.get().is_some()>
+                <pre class="predicted" data-testid="predicted-user">{move || state.predicted.get().unwrap_or_default()}</pre>
+            </Show>
+        </section>
+    }
+}
+
+#[component]
+fn Models(state: AppState) -> impl IntoView {
+    let on_file = move |e: ev::Event| {
+        let Some(input) = e.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else { return };
+        if let Some(file) = input.files().and_then(|f| f.get(0)) {
+            state.load_file(file);
+        }
+        input.set_value("");
+    };
+    view! {
+        <section data-testid="models-panel">
+            <h2>"Models"</h2>
+            <ul class="models">
+                {catalog().into_iter().map(|m| {
+                    let url = model_url(&m);
+                    let url_stored = url.clone();
+                    let stored = move || state.stored.get().iter().any(|s| s.url == url_stored);
+                    let (m_dl, url_load, url_del) = (m.clone(), url.clone(), url.clone());
+                    view! {
+                        <li data-testid="catalog-model" data-model-id=m.id.clone()>
+                            <strong>{m.name.clone()}</strong>
+                            <span class="small">{format!(" {} · {} · {}", m.quantization, format::bytes(m.size_bytes), m.license)}</span>
+                            <div class="row">
+                                <Show when=stored.clone() fallback=move || { let m = m_dl.clone(); view! {
+                                    <button data-testid="download-model" on:click=move |_| state.download(&m)>"Download"</button>
+                                }}>
+                                    <button data-testid="load-model" on:click={ let u = url_load.clone(); move |_| state.load_stored(u.clone()) }>"Load"</button>
+                                    <button data-testid="delete-model" on:click={ let u = url_del.clone(); move |_| state.delete_stored(u.clone()) }>"Delete"</button>
+                                </Show>
+                            </div>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+            <h3>"Stored in this browser"</h3>
+            <ul data-testid="stored-models">
+                {move || state.stored.get().into_iter().map(|s| view! {
+                    <li data-testid="stored-model">{format!("{} · {}", s.url.rsplit('/').next().unwrap_or(&s.url), format::bytes(s.size))}</li>
+                }).collect_view()}
+            </ul>
+            <h3>"From your disk"</h3>
+            <p class="small">"A .gguf file opened here (or dropped on the page) is read in this browser and never uploaded."</p>
+            <input type="file" accept=".gguf" data-testid="model-file" on:change=on_file />
+        </section>
+    }
+}

@@ -1,0 +1,96 @@
+//! The UI's end of the worker: starts it, sends requests, routes events, and starts a
+//! new one when it dies. One worker per page; it lives in a thread-local because the
+//! browser objects it holds are not `Send`.
+
+use std::cell::{Cell, RefCell};
+
+use charter_protocol::{decode, encode, Envelope, Event, Request};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{ErrorEvent, MessageEvent, Worker};
+
+/// Where Trunk puts the worker's loader.
+const WORKER_URL: &str = "./charter-worker_loader.js";
+
+type Listener = Box<dyn Fn(u64, Event)>;
+type DeathListener = Box<dyn Fn(String)>;
+
+thread_local! {
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+    static LISTENER: RefCell<Option<Listener>> = const { RefCell::new(None) };
+    static ON_DEATH: RefCell<Option<DeathListener>> = const { RefCell::new(None) };
+}
+
+/// Starts the worker; `on_event` receives every event, `on_death` a description when
+/// the worker dies (it is then restarted and sends a new `Ready`).
+pub fn start(on_event: impl Fn(u64, Event) + 'static, on_death: impl Fn(String) + 'static) -> Result<(), String> {
+    LISTENER.with(|l| *l.borrow_mut() = Some(Box::new(on_event)));
+    ON_DEATH.with(|l| *l.borrow_mut() = Some(Box::new(on_death)));
+    spawn()
+}
+
+fn spawn() -> Result<(), String> {
+    let worker = Worker::new(WORKER_URL).map_err(|e| format!("the inference worker could not start: {e:?}"))?;
+    let on_message = Closure::<dyn Fn(MessageEvent)>::new(|message: MessageEvent| {
+        let Some(text) = message.data().as_string() else { return };
+        match decode::<Event>(&text) {
+            Ok(Envelope { id, body, .. }) => LISTENER.with(|l| {
+                if let Some(listener) = l.borrow().as_ref() {
+                    listener(id, body);
+                }
+            }),
+            Err(e) => died(e.to_string()),
+        }
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    let on_error = Closure::<dyn Fn(ErrorEvent)>::new(|event: ErrorEvent| {
+        event.prevent_default();
+        died(event.message());
+    });
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
+    WORKER.with(|w| *w.borrow_mut() = Some(worker));
+    Ok(())
+}
+
+/// The worker crashed (a panic, out of memory): end it, tell the app, start a new one.
+fn died(reason: String) {
+    if let Some(old) = WORKER.with(|w| w.borrow_mut().take()) {
+        old.terminate();
+    }
+    ON_DEATH.with(|l| {
+        if let Some(listener) = l.borrow().as_ref() {
+            listener(reason);
+        }
+    });
+    if let Err(e) = spawn() {
+        web_sys::console::error_1(&e.into());
+    }
+}
+
+/// Sends a request; returns its id.
+pub fn send(request: Request) -> u64 {
+    send_with(request, None)
+}
+
+/// Sends a request with a browser object beside it (a `File`).
+pub fn send_with(request: Request, attachment: Option<JsValue>) -> u64 {
+    let id = NEXT_ID.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        id
+    });
+    let text = JsValue::from_str(&encode(&Envelope::new(id, request)));
+    let message = match attachment {
+        Some(a) => js_sys::Array::of2(&text, &a).into(),
+        None => text,
+    };
+    WORKER.with(|w| {
+        if let Some(worker) = w.borrow().as_ref() {
+            let _ = worker.post_message(&message);
+        }
+    });
+    id
+}

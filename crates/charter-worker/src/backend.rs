@@ -1,0 +1,41 @@
+//! Which compute backend runs, and why, told to the user in one sentence.
+
+use charter_protocol::{BackendKind, BackendReport};
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+/// Looks for a WebGPU adapter and chooses the backend. Charter's engine runs on the
+/// CPU with WebAssembly SIMD; a WebGPU adapter is reported but not yet used.
+pub async fn detect() -> BackendReport {
+    let adapter = webgpu_adapter().await;
+    let (webgpu_adapter, webgpu_description) = match &adapter {
+        Some(info) => (true, Some(info.clone())),
+        None => (false, None),
+    };
+    let reason = match &adapter {
+        Some(info) => format!(
+            "This browser offers a WebGPU adapter ({info}), but Charter's WebGPU backend is not built yet, so the model runs on the CPU with WebAssembly SIMD."
+        ),
+        None => "This browser offers no WebGPU adapter, so the model runs on the CPU with WebAssembly SIMD.".to_owned(),
+    };
+    BackendReport { chosen: BackendKind::WasmSimd, webgpu_adapter, webgpu_description, reason }
+}
+
+async fn webgpu_adapter() -> Option<String> {
+    let navigator = Reflect::get(&js_sys::global(), &JsValue::from_str("navigator")).ok()?;
+    let gpu = Reflect::get(&navigator, &JsValue::from_str("gpu")).ok().filter(|g| !g.is_undefined() && !g.is_null())?;
+    let request: Function = Reflect::get(&gpu, &JsValue::from_str("requestAdapter")).ok()?.dyn_into().ok()?;
+    let promise: Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = JsFuture::from(promise).await.ok().filter(|a| !a.is_null() && !a.is_undefined())?;
+    let info = Reflect::get(&adapter, &JsValue::from_str("info")).ok();
+    let field = |key: &str| {
+        info.as_ref()
+            .and_then(|i| Reflect::get(i, &JsValue::from_str(key)).ok())
+            .and_then(|v| v.as_string())
+            .filter(|s| !s.is_empty())
+    };
+    let parts: Vec<String> = ["vendor", "architecture", "description"].iter().filter_map(|k| field(k)).collect();
+    Some(if parts.is_empty() { "unnamed adapter".to_owned() } else { parts.join(" ") })
+}

@@ -1,0 +1,245 @@
+//! The worker's message loop: reads requests, runs them, posts events.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use charter_core::GenerateHooks;
+use charter_protocol::{
+    decode, encode, Envelope, ErrorKind, Event, ModelRef, ModelSource, Phase, Request, WorkerError,
+};
+use js_sys::{Array, Promise, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Blob, MessageEvent};
+
+use crate::engine::Engine;
+use crate::js::{now, scope, settle, yield_now};
+use crate::{backend, fetch, storage};
+
+/// Everything the worker remembers between messages.
+#[derive(Default)]
+struct State {
+    /// The loaded model; taken out while a generation runs.
+    engine: RefCell<Option<Engine>>,
+    /// The id of the running generation.
+    generating: Cell<Option<u64>>,
+    /// The id a cancel named.
+    cancelled: Cell<Option<u64>>,
+    /// Whether a load is under way.
+    loading: Cell<bool>,
+}
+
+fn post(id: u64, event: Event) {
+    let _ = scope().post_message(&JsValue::from_str(&encode(&Envelope::new(id, event))));
+}
+
+fn post_error(id: u64, error: WorkerError) {
+    post(id, Event::Error { error });
+}
+
+/// Installs the message handler and announces the worker.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    let state = Rc::new(State::default());
+    let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+        let (text, attachment) = match message.data().dyn_into::<Array>() {
+            Ok(parts) => (parts.get(0).as_string(), Some(parts.get(1))),
+            Err(data) => (data.as_string(), None),
+        };
+        let envelope = match text.as_deref().map(decode::<Request>) {
+            Some(Ok(envelope)) => envelope,
+            Some(Err(e)) => return post_error(0, WorkerError::new(ErrorKind::Protocol, e.to_string())),
+            None => return post_error(0, WorkerError::new(ErrorKind::Protocol, "a message that is not protocol text")),
+        };
+        let state = state.clone();
+        wasm_bindgen_futures::spawn_local(handle(state, envelope.id, envelope.body, attachment));
+    });
+    scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
+    handler.forget();
+    wasm_bindgen_futures::spawn_local(async {
+        post(0, Event::Ready { backend: backend::detect().await });
+    });
+}
+
+async fn handle(state: Rc<State>, id: u64, request: Request, attachment: Option<JsValue>) {
+    let result = match request {
+        Request::Cancel { target } => {
+            if state.generating.get() == Some(target) {
+                state.cancelled.set(Some(target));
+            }
+            Ok(())
+        }
+        Request::Download { model } => download(id, &model).await,
+        Request::Load { source, context_length } => load(&state, id, source, context_length, attachment).await,
+        Request::Generate { messages, options, predict_user } => {
+            generate(&state, id, &messages, &options, predict_user).await
+        }
+        Request::ListStored => storage::list().await.map(|models| post(id, Event::StoredList { models })),
+        Request::Delete { url } => async {
+            storage::delete(&url).await?;
+            post(id, Event::StoredList { models: storage::list().await? });
+            Ok(())
+        }
+        .await,
+    };
+    if let Err(error) = result {
+        post_error(id, error);
+    }
+}
+
+async fn download(id: u64, model: &ModelRef) -> Result<(), WorkerError> {
+    if let (Some(size), Some(free)) = (model.size, storage::free_bytes().await) {
+        if (size as f64) > free {
+            return Err(WorkerError::new(
+                ErrorKind::Quota,
+                format!(
+                    "{} needs {} MB but the browser allows this site only {} MB more; free space or delete a stored model",
+                    model.name,
+                    size / 1_000_000,
+                    (free / 1e6) as u64
+                ),
+            ));
+        }
+    }
+    let (bytes, sha256) = fetch::download(model, |done, total| {
+        post(id, Event::Progress { phase: Phase::Downloading, done, total });
+    })
+    .await?;
+    post(id, Event::Progress { phase: Phase::Storing, done: bytes.len() as u64, total: Some(bytes.len() as u64) });
+    let stored = storage::put(&model.url, &bytes, &sha256).await?;
+    post(id, Event::Stored { model: stored });
+    Ok(())
+}
+
+async fn load(
+    state: &State,
+    id: u64,
+    source: ModelSource,
+    context_length: Option<usize>,
+    attachment: Option<JsValue>,
+) -> Result<(), WorkerError> {
+    if state.generating.get().is_some() || state.loading.get() {
+        return Err(WorkerError::new(ErrorKind::Busy, "the worker is busy; stop the reply first"));
+    }
+    state.loading.set(true);
+    let result = load_inner(state, id, source, context_length, attachment).await;
+    state.loading.set(false);
+    result
+}
+
+async fn load_inner(
+    state: &State,
+    id: u64,
+    source: ModelSource,
+    context_length: Option<usize>,
+    attachment: Option<JsValue>,
+) -> Result<(), WorkerError> {
+    post(id, Event::Progress { phase: Phase::Reading, done: 0, total: None });
+    let bytes = match source {
+        ModelSource::Stored { url } => storage::get(&url).await?.ok_or_else(|| {
+            WorkerError::new(ErrorKind::NoModel, format!("{url} is not in storage; download it first"))
+        })?,
+        ModelSource::File { name } => {
+            let blob: Blob = attachment
+                .and_then(|a| a.dyn_into().ok())
+                .ok_or_else(|| WorkerError::new(ErrorKind::Protocol, format!("the file {name} did not reach the worker")))?;
+            let promise: Promise = blob.array_buffer();
+            let buffer = settle(promise, ErrorKind::BadModel, &format!("reading {name}")).await?;
+            Uint8Array::new(&buffer).to_vec()
+        }
+    };
+    post(id, Event::Progress { phase: Phase::Loading, done: bytes.len() as u64, total: Some(bytes.len() as u64) });
+    // Let the progress event go out before the long synchronous build.
+    yield_now().await;
+    let started = now();
+    // Free the previous model first: two models at once may not fit in a tab.
+    state.engine.replace(None);
+    let engine = Engine::load(&bytes, context_length)?;
+    drop(bytes);
+    let model = engine.describe(now() - started);
+    state.engine.replace(Some(engine));
+    post(id, Event::Loaded { model });
+    Ok(())
+}
+
+struct Hooks<'a> {
+    id: u64,
+    state: &'a State,
+}
+
+impl GenerateHooks for Hooks<'_> {
+    fn on_text(&mut self, text: &str) {
+        post(self.id, Event::Token { text: text.to_owned() });
+    }
+
+    fn is_cancelled(&mut self) -> bool {
+        self.state.cancelled.get() == Some(self.id)
+    }
+
+    fn now(&mut self) -> f64 {
+        now()
+    }
+}
+
+async fn generate(
+    state: &State,
+    id: u64,
+    messages: &[charter_core::Message],
+    options: &charter_core::GenerateOptions,
+    predict_user: bool,
+) -> Result<(), WorkerError> {
+    if state.generating.get().is_some() || state.loading.get() {
+        return Err(WorkerError::new(ErrorKind::Busy, "a reply is already being written; stop it first"));
+    }
+    let Some(mut engine) = state.engine.borrow_mut().take() else {
+        return Err(WorkerError::new(ErrorKind::NoModel, "no model is loaded yet"));
+    };
+    state.generating.set(Some(id));
+    state.cancelled.set(None);
+    let result = run(state, id, &mut engine, messages, options, predict_user).await;
+    state.generating.set(None);
+    state.cancelled.set(None);
+    state.engine.replace(Some(engine));
+    result
+}
+
+async fn run(
+    state: &State,
+    id: u64,
+    engine: &mut Engine,
+    messages: &[charter_core::Message],
+    options: &charter_core::GenerateOptions,
+    predict_user: bool,
+) -> Result<(), WorkerError> {
+    let prompt = engine.prompt(messages, predict_user)?;
+    post(id, Event::Context { tokens: engine.context_tokens(&prompt) });
+    let mut options = options.clone();
+    options.raw = predict_user;
+    let mut hooks = Hooks { id, state };
+    let Engine { tokenizer, policy, session, .. } = engine;
+    let reply = {
+        let mut generation = session
+            .start(&prompt.ids, tokenizer, policy, &options, &mut hooks)
+            .map_err(|e| match e {
+                charter_core::GenerateError::PromptTooLong { n_prompt, capacity } => WorkerError::new(
+                    ErrorKind::Prompt,
+                    format!("the conversation ({n_prompt} tokens) no longer fits the model's context of {capacity}; start a new chat"),
+                ),
+                other => WorkerError::new(ErrorKind::Internal, other.to_string()),
+            })?;
+        let mut last_yield = now();
+        loop {
+            if let Some(reply) =
+                generation.step(&mut hooks).map_err(|e| WorkerError::new(ErrorKind::Internal, e.to_string()))?
+            {
+                break reply;
+            }
+            if now() - last_yield > 0.02 {
+                yield_now().await;
+                last_yield = now();
+            }
+        }
+    };
+    post(id, Event::Finished { reply: engine.finished(reply) });
+    Ok(())
+}

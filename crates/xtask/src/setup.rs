@@ -1,0 +1,109 @@
+//! Installs what the web build and the browser tests need, each only when missing:
+//! the wasm target, wasm-bindgen-cli at the version in Cargo.lock, Trunk, Chromium
+//! with its driver, and the end-to-end tests' npm packages.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::{run, workspace_root};
+
+/// Trunk's version, pinned (Trunk.toml says the same).
+pub const TRUNK_VERSION: &str = "0.21.14";
+
+/// Everything.
+pub fn all() -> anyhow::Result<()> {
+    wasm_target()?;
+    web_tools()?;
+    chromium()?;
+    npm()
+}
+
+/// What `trunk build` needs.
+pub fn web_tools() -> anyhow::Result<()> {
+    wasm_bindgen()?;
+    trunk()
+}
+
+/// The wasm32 target.
+pub fn wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match installed {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("wasm32-unknown-unknown") => Ok(()),
+        Ok(_) => {
+            let mut c = Command::new("rustup");
+            c.args(["target", "add", "wasm32-unknown-unknown"]);
+            run(c)
+        }
+        Err(_) => bail!("rustup is needed to add the wasm32-unknown-unknown target"),
+    }
+}
+
+fn version_of(program: &str) -> Option<String> {
+    let out = Command::new(program).arg("--version").output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The wasm-bindgen version Cargo.lock pins: the CLI must match it exactly.
+pub fn locked_wasm_bindgen() -> anyhow::Result<String> {
+    let lock = std::fs::read_to_string(workspace_root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(v.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    bail!("Cargo.lock has no wasm-bindgen")
+}
+
+fn wasm_bindgen() -> anyhow::Result<()> {
+    let want = locked_wasm_bindgen()?;
+    let have = version_of("wasm-bindgen").unwrap_or_default();
+    if have.ends_with(&want) && version_of("wasm-bindgen-test-runner").is_some_and(|v| v.ends_with(&want)) {
+        return Ok(());
+    }
+    // Not --locked: one of the CLI's locked dependencies is gone from the registry.
+    let mut c = Command::new("cargo");
+    c.args(["install", "wasm-bindgen-cli", "--version", &want, "--force"]);
+    run(c)
+}
+
+fn trunk() -> anyhow::Result<()> {
+    if version_of("trunk").is_some_and(|v| v.ends_with(TRUNK_VERSION)) {
+        return Ok(());
+    }
+    let mut c = Command::new("cargo");
+    c.args(["install", "trunk", "--version", TRUNK_VERSION, "--locked", "--force"]);
+    run(c)
+}
+
+/// The Chromium the browser tests drive.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+/// Its driver, for wasm-bindgen-test.
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+fn chromium() -> anyhow::Result<()> {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return Ok(());
+    }
+    let mut update = Command::new("apt-get");
+    update.arg("update");
+    run(update).context("Chromium comes from Debian's packages; apt-get is needed (as root)")?;
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)
+}
+
+fn npm() -> anyhow::Result<()> {
+    let dir = workspace_root().join("tests/e2e");
+    if dir.join("node_modules/playwright-core/package.json").exists() {
+        return Ok(());
+    }
+    let mut c = Command::new("npm");
+    c.args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir);
+    run(c)
+}

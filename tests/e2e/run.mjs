@@ -1,0 +1,299 @@
+// Charter's end-to-end tests: the built app (CHARTER_DIST) in headless Chromium on the
+// real SmolLM2 model (CHARTER_TEST_MODEL) served from loopback. Each test gets a fresh
+// browser context (empty storage) unless it says otherwise. Screenshots of the main
+// states go to artifacts/ (not committed).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from './server.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = process.env.CHARTER_DIST || path.join(here, '../../dist');
+const model = process.env.CHARTER_TEST_MODEL;
+if (!model) throw new Error('CHARTER_TEST_MODEL must name the SmolLM2 GGUF (cargo xtask test sets it)');
+const artifacts = path.join(here, 'artifacts');
+fs.mkdirSync(artifacts, { recursive: true });
+const only = process.argv[2] ? new RegExp(process.argv[2]) : null;
+
+const FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+const READY = 180_000;
+
+function assert(cond, message) { if (!cond) throw new Error(`assertion failed: ${message}`); }
+
+async function launch({ webgpu = false } = {}) {
+  const args = [...FLAGS, webgpu ? '--enable-unsafe-webgpu' : '--disable-gpu'];
+  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args });
+}
+
+async function open(context, server) {
+  const page = await context.newPage();
+  page.on('pageerror', e => console.log(`  [page error] ${e.message}`));
+  page.on('console', m => { if (m.type() === 'error') console.log(`  [console] ${m.text()}`); });
+  await page.goto(server.url);
+  return page;
+}
+
+async function waitReady(page) {
+  await page.getByTestId('model-status').filter({ hasText: 'Ready' }).waitFor({ timeout: READY });
+}
+
+async function setMaxTokens(page, n) {
+  await page.getByTestId('settings').click();
+  await page.getByTestId('setting-max-tokens').fill(String(n));
+  await page.getByTestId('setting-max-tokens').press('Tab');
+  await page.getByTestId('settings').click();
+}
+
+async function ask(page, text) {
+  const before = await page.getByTestId('message-assistant').count();
+  await page.getByTestId('chat-input').fill(text);
+  await page.getByTestId('chat-input').press('Enter');
+  const reply = page.getByTestId('message-assistant').nth(before);
+  await reply.getByTestId('stop-reason').filter({ hasText: /\w/ }).waitFor({ timeout: READY });
+  return reply;
+}
+
+const shot = (page, name) => page.screenshot({ path: path.join(artifacts, `${name}.png`) });
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+// One context shared by the first tests: a first visit, then reloads and a second visit.
+let shared = null;
+
+test('first visit shows download progress, then streams a reply', async ({ browser, server }) => {
+  shared = await browser.newContext();
+  server.state.faults = { bytesPerSecond: 40e6 };
+  const page = await open(shared, server);
+  await page.getByTestId('empty-chat').waitFor();
+  await page.getByTestId('download-progress').waitFor({ timeout: 30_000 });
+  // Bytes of total, percent, speed and time left.
+  await page.getByTestId('model-status').filter({ hasText: /Downloading: .* of 98.4 MB \(\d+%\), .*\/s, .* left/ }).waitFor({ timeout: 30_000 });
+  await shot(page, 'downloading');
+  await waitReady(page);
+  server.state.faults = {};
+  await shot(page, 'empty-chat');
+  await setMaxTokens(page, 40);
+  await page.getByTestId('chat-input').fill('What is the capital of France?');
+  await page.getByTestId('send-button').click();
+  // Streaming: the reply grows in place before it has a stop reason.
+  const streaming = page.locator('[data-testid=message-assistant][data-streaming=true]');
+  await streaming.waitFor({ timeout: READY });
+  await page.waitForFunction(() => {
+    const s = document.querySelector('[data-testid=message-assistant][data-streaming=true]');
+    return s && s.textContent.replace('writing…', '').trim().length > 0;
+  }, null, { timeout: READY });
+  await shot(page, 'streaming');
+  const reply = page.getByTestId('message-assistant').first();
+  await reply.getByTestId('stop-reason').filter({ hasText: /\w/ }).waitFor({ timeout: READY });
+  const text = (await reply.locator('.body').textContent()).trim();
+  const reason = await reply.getByTestId('stop-reason').textContent();
+  assert(text.length > 0, 'the reply has text');
+  assert(['end_of_turn', 'length'].includes(reason), `stop reason ${reason}`);
+  assert(/tok\/s/.test(await reply.getByTestId('tokens-per-second').textContent()), 'tokens per second shown');
+  assert(!/<\|im_(start|end)\|>/.test(text), `no turn markers in the reply: ${text}`);
+  const meter = await page.getByTestId('context-meter').textContent();
+  assert(/^\s*[1-9]\d* \/ \d+ tokens/.test(meter), `context meter: ${meter}`);
+  await page.close();
+});
+
+test('the under-the-hood panel shows the context with the end-of-turn token', async ({ server }) => {
+  const page = await open(shared, server);
+  await waitReady(page);
+  await setMaxTokens(page, 200);
+  await ask(page, 'Say hello.');
+  await page.getByTestId('under-the-hood').click();
+  const panel = page.getByTestId('under-the-hood-panel');
+  await panel.waitFor();
+  const tokens = await panel.getByTestId('hood-token').allTextContents();
+  assert(tokens.includes('<|im_start|>'), 'template control tokens are shown');
+  assert(tokens.join('').includes('Say hello.'), 'the user text is in the context');
+  const reason = await page.getByTestId('stop-reason').last().textContent();
+  if (reason === 'end_of_turn') {
+    assert((await panel.getByTestId('hood-stop-token').textContent()) === '<|im_end|>', 'the stop token is <|im_end|>');
+  }
+  assert((await panel.getByTestId('hood-masked').textContent()).includes('<|im_start|>'), 'masked tokens listed');
+  await shot(page, 'under-the-hood');
+  await page.close();
+});
+
+test('stop ends a reply mid-way with stop reason cancelled', async ({ server }) => {
+  const page = await open(shared, server);
+  await waitReady(page);
+  await setMaxTokens(page, 400);
+  await page.getByTestId('chat-input').fill('Write a long story about a lighthouse keeper, in many paragraphs.');
+  await page.getByTestId('chat-input').press('Enter');
+  await page.waitForFunction(() => {
+    const s = document.querySelector('[data-testid=message-assistant][data-streaming=true] .body');
+    return s && s.textContent.trim().length > 20;
+  }, null, { timeout: READY });
+  await page.getByTestId('stop-button').click();
+  const reply = page.getByTestId('message-assistant').last();
+  await reply.getByTestId('stop-reason').filter({ hasText: /\w/ }).waitFor({ timeout: 30_000 });
+  assert((await reply.getByTestId('stop-reason').textContent()) === 'cancelled', 'stop reason is cancelled');
+  // Esc stops too.
+  await page.getByTestId('regenerate').click();
+  await page.waitForFunction(() => {
+    const s = document.querySelector('[data-testid=message-assistant][data-streaming=true] .body');
+    return s && s.textContent.trim().length > 10;
+  }, null, { timeout: READY });
+  await page.keyboard.press('Escape');
+  await page.getByTestId('message-assistant').last().getByTestId('stop-reason').filter({ hasText: 'cancelled' }).waitFor({ timeout: 30_000 });
+  await page.close();
+});
+
+test('a reload keeps the conversation; a second visit loads the model from storage', async ({ server }) => {
+  const page = await open(shared, server);
+  await waitReady(page);
+  const users = await page.getByTestId('message-user').count();
+  assert(users >= 1, 'the conversation is back');
+  const before = server.state.modelRequests.length;
+  await page.reload();
+  await waitReady(page);
+  assert((await page.getByTestId('message-user').count()) === users, 'same messages after reload');
+  const second = await open(shared, server);
+  await waitReady(second);
+  assert(server.state.modelRequests.length === before, `no request to /models/ (saw ${server.state.modelRequests.length - before})`);
+  await page.getByTestId('settings').click();
+  await shot(page, 'settings');
+  await page.close();
+  await second.close();
+});
+
+test('the XSS payloads stay inert', async ({ server }) => {
+  const page = await open(shared, server);
+  await waitReady(page);
+  await page.getByTestId('new-chat').click();
+  const payloads = [
+    '<script>window.__xss = 1</script>',
+    '<img src=x onerror="window.__xss = 2">',
+    '[click me](javascript:window.__xss=3)',
+  ];
+  await setMaxTokens(page, 4);
+  for (const p of payloads) await ask(page, p);
+  // The same payloads as an assistant's messages, through import.
+  const file = path.join(artifacts, 'xss-import.json');
+  fs.writeFileSync(file, JSON.stringify({ format: 'charter-conversations', version: 1, conversations: [{
+    id: 'xss', title: 'xss', updated: Date.now() + 1e6,
+    messages: [{ role: 'user', text: 'hi' }, ...payloads.map(text => ({ role: 'assistant', text, stop_reason: 'end_of_turn' }))],
+  }] }));
+  await page.getByTestId('import-file').setInputFiles(file);
+  await page.getByTestId('conversation').filter({ hasText: 'xss' }).first().click();
+  await page.getByTestId('message-assistant').nth(2).waitFor();
+  const links = page.locator('[data-testid=messages] a');
+  for (let i = 0; i < await links.count(); i++) {
+    const href = await links.nth(i).getAttribute('href');
+    assert(!/^\s*javascript:/i.test(href || ''), `link href ${href}`);
+    await links.nth(i).click();
+  }
+  const live = await page.evaluate(() => document.querySelectorAll(
+    '[data-testid=messages] script, [data-testid=messages] img, [data-testid=messages] iframe, [data-testid=messages] [onerror]').length);
+  assert(live === 0, `no live markup in messages (${live} elements)`);
+  const html = await page.getByTestId('messages').innerHTML();
+  assert(html.includes('&lt;script&gt;'), 'the payload is shown as text');
+  assert(await page.evaluate(() => window.__xss === undefined), 'no payload ran');
+  await page.close();
+});
+
+test('a dropped download resumes with a Range request', async ({ browser, server }) => {
+  const context = await browser.newContext();
+  server.state.modelRequests = [];
+  server.state.faults = { dropAfter: 30 << 20 };
+  const page = await open(context, server);
+  await waitReady(page);
+  const ranges = server.state.modelRequests.map(r => r.range);
+  assert(ranges[0] === null, 'the first request asks for the whole file');
+  assert(ranges.slice(1).some(r => /^bytes=\d+-$/.test(r || '') && Number(r.slice(6, -1)) > 0), `a later request resumes: ${JSON.stringify(ranges)}`);
+  await context.close();
+});
+
+test('a corrupted download is rejected and not stored', async ({ browser, server }) => {
+  const context = await browser.newContext();
+  server.state.faults = { corrupt: true };
+  const page = await open(context, server);
+  await page.getByTestId('model-status').filter({ hasText: 'SHA-256' }).waitFor({ timeout: READY });
+  const stored = await page.evaluate(async () => (await (await caches.open('charter-models-v1')).keys()).length);
+  assert(stored === 0, `nothing stored (found ${stored})`);
+  assert((await page.getByTestId('send-button').isDisabled()), 'no chatting without a model');
+  await context.close();
+});
+
+test('a local file loads through the file input', async ({ browser, server }) => {
+  const context = await browser.newContext();
+  server.state.faults = { notFound: true };
+  const page = await open(context, server);
+  await page.getByTestId('model-status').filter({ hasText: '404' }).waitFor({ timeout: 60_000 });
+  await page.getByTestId('models').click();
+  await shot(page, 'models');
+  const before = server.state.modelRequests.length;
+  await page.getByTestId('model-file').setInputFiles(model);
+  await waitReady(page);
+  assert(server.state.modelRequests.length === before, 'the file was not fetched from the server');
+  await setMaxTokens(page, 8);
+  const reply = await ask(page, 'Hi!');
+  assert((await reply.getByTestId('stop-reason').textContent()).length > 0, 'a reply from the local model');
+  await context.close();
+});
+
+test('dark theme and 360 px wide', async ({ server }) => {
+  const page = await open(shared, server);
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await waitReady(page);
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert(bg !== 'rgb(251, 251, 250)', `dark background (${bg})`);
+  await shot(page, 'dark-theme');
+  await page.setViewportSize({ width: 360, height: 740 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert(overflow <= 0, `no horizontal scroll at 360 px (${overflow} px)`);
+  assert(await page.getByTestId('chat-input').isVisible(), 'the input is visible at 360 px');
+  await shot(page, 'narrow-360');
+  await page.close();
+});
+
+async function chatOnce(webgpu) {
+  const browser = await launch({ webgpu });
+  const server = await startServer({ dist, model });
+  try {
+    const context = await browser.newContext();
+    const page = await open(context, server);
+    await waitReady(page);
+    const backend = await page.getByTestId('backend').getAttribute('title');
+    if (webgpu) assert(/offers a WebGPU adapter/.test(backend), `WebGPU adapter reported: ${backend}`);
+    else assert(/no WebGPU adapter/.test(backend), `no adapter reported: ${backend}`);
+    await setMaxTokens(page, 12);
+    const reply = await ask(page, 'Name a colour.');
+    assert((await reply.locator('.body').textContent()).trim().length > 0, 'a reply');
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+}
+
+async function main() {
+  let failed = 0;
+  const started = Date.now();
+  const runOne = async (name, fn) => {
+    if (only && !only.test(name)) return;
+    const t = Date.now();
+    try {
+      await fn();
+      console.log(`ok   ${name} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      failed++;
+      console.log(`FAIL ${name}\n     ${e.stack || e}`);
+    }
+  };
+  const browser = await launch();
+  const server = await startServer({ dist, model });
+  for (const { name, fn } of tests) await runOne(name, () => fn({ browser, server }));
+  await browser.close();
+  await server.close();
+  await runOne('chat with WebGPU off (no adapter)', () => chatOnce(false));
+  await runOne('chat with --enable-unsafe-webgpu', () => chatOnce(true));
+  console.log(`${failed ? 'FAILED' : 'passed'}: ${failed} failed, in ${((Date.now() - started) / 1000).toFixed(0)} s; screenshots in ${artifacts}`);
+  process.exit(failed ? 1 : 0);
+}
+
+main();
