@@ -408,8 +408,15 @@ impl AppState {
                     self.load_stored(url);
                 }
             }
-            Event::Loaded { model } => {
+            Event::Loaded { mut model } => {
                 forget(id);
+                // A catalog model is named as the catalog names it, not by its file's
+                // `general.name`.
+                if let Some(ModelSource::Stored { url }) = self.active.get_untracked() {
+                    if let Some(entry) = catalog().into_iter().find(|m| model_url(m) == url) {
+                        model.name = entry.name;
+                    }
+                }
                 self.status.set(Status::Ready(format!("Ready: {}", model.name)));
                 self.model.set(Some(model));
                 self.context_used.set(0);

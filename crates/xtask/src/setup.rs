@@ -17,7 +17,7 @@ pub fn all() -> anyhow::Result<()> {
     wasm_target()?;
     web_tools()?;
     chromium()?;
-    npm()
+    npm_in("tests/e2e")
 }
 
 /// What `trunk build` needs.
@@ -85,7 +85,8 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// Its driver, for wasm-bindgen-test.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-fn chromium() -> anyhow::Result<()> {
+/// Chromium and its driver, from Debian's packages.
+pub fn chromium() -> anyhow::Result<()> {
     if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
         return Ok(());
     }
@@ -98,9 +99,10 @@ fn chromium() -> anyhow::Result<()> {
     run(install)
 }
 
-fn npm() -> anyhow::Result<()> {
-    let dir = workspace_root().join("tests/e2e");
-    if dir.join("node_modules/playwright-core/package.json").exists() {
+/// The npm packages of `folder` (a package.json with its lock file).
+pub fn npm_in(folder: &str) -> anyhow::Result<()> {
+    let dir = workspace_root().join(folder);
+    if dir.join("node_modules/.package-lock.json").exists() {
         return Ok(());
     }
     let mut c = Command::new("npm");

@@ -1,0 +1,124 @@
+// Charter's bench instrument. In one headless Chromium run it alternates Charter's
+// worker and wllama on the same GGUF, the same chat and one thread each, and reports
+// load time from the browser's cache, prefill and decode speed, time to first token,
+// the same for a second turn (KV reuse), and peak memory, with the ratio
+// Charter/wllama for each figure. Round 0 of each engine is a warm-up (it downloads
+// the model into that engine's cache) and is not reported.
+//
+// Environment: CHARTER_DIST (the built app), CHARTER_BENCH_MODEL (a GGUF),
+// CHARTER_BENCH_ROUNDS (default 2), CHARTER_BENCH_OUT (JSON path).
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = process.env.CHARTER_DIST || path.join(here, '../../dist');
+const model = process.env.CHARTER_BENCH_MODEL;
+if (!model) throw new Error('CHARTER_BENCH_MODEL must name a GGUF (cargo xtask bench sets it)');
+const rounds = Number(process.env.CHARTER_BENCH_ROUNDS || 2);
+const out = process.env.CHARTER_BENCH_OUT || path.join(here, 'results.json');
+const wllamaDir = path.join(here, 'node_modules/@wllama/wllama/esm');
+const TURNS = [
+  'Write a detailed story about a lighthouse keeper who finds a message in a bottle.',
+  'Now tell me what happened next, in as much detail.',
+];
+const MAX_TOKENS = 128;
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json' };
+function serveFile(res, file, range) {
+  if (!fs.existsSync(file) || fs.statSync(file).isDirectory()) { res.writeHead(404); return res.end(); }
+  const len = fs.statSync(file).size;
+  const m = /^bytes=(\d+)-(\d*)$/.exec(range || '');
+  const headers = { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'accept-ranges': 'bytes' };
+  if (m) {
+    const start = Number(m[1]), end = m[2] ? Math.min(Number(m[2]), len - 1) : len - 1;
+    res.writeHead(206, { ...headers, 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${len}` });
+    return fs.createReadStream(file, { start, end }).pipe(res);
+  }
+  res.writeHead(200, { ...headers, 'content-length': len });
+  fs.createReadStream(file).pipe(res);
+}
+const server = http.createServer((req, res) => {
+  const p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  if (p.includes('..')) { res.writeHead(400); return res.end(); }
+  if (p === '/bench.html') return serveFile(res, path.join(here, 'page.html'));
+  if (p.startsWith('/wllama/')) return serveFile(res, path.join(wllamaDir, p.slice('/wllama/'.length)));
+  if (p === '/models/bench.gguf') return serveFile(res, model, req.headers.range);
+  serveFile(res, path.join(dist, p), req.headers.range);
+});
+await new Promise(r => server.listen(0, '127.0.0.1', r));
+const base = `http://127.0.0.1:${server.address().port}/`;
+
+// Resident memory of every Chromium process, in bytes.
+function chromiumRss() {
+  try {
+    const ps = execFileSync('ps', ['-C', 'chromium', '-o', 'rss='], { encoding: 'utf8' });
+    return ps.split('\n').filter(Boolean).reduce((a, b) => a + Number(b) * 1024, 0);
+  } catch { return 0; }
+}
+
+// One browser per run, over one profile folder so both engines' caches persist:
+// memory is then measured from a clean start each time.
+const profile = fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'charter-bench-'));
+
+async function runOnce(engine) {
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', e => console.error(`[${engine} page error] ${e.message}`));
+    await page.goto(`${base}bench.html`);
+    await page.waitForFunction(() => window.benchReady === true);
+    const baseline = chromiumRss();
+    let peak = baseline;
+    const timer = setInterval(() => { peak = Math.max(peak, chromiumRss()); }, 50);
+    const fn = engine === 'charter' ? 'runCharter' : 'runWllama';
+    const result = await page.evaluate(([fn, cfg]) => window[fn](cfg), [fn, { modelUrl: '/models/bench.gguf', turns: TURNS, maxTokens: MAX_TOKENS }]);
+    clearInterval(timer);
+    result.peak_memory_mb = (peak - baseline) / 1e6;
+    return result;
+  } finally {
+    await context.close();
+  }
+}
+
+const runs = { charter: [], wllama: [] };
+for (let round = 0; round <= rounds; round++) {
+  for (const engine of ['charter', 'wllama']) {
+    const r = await runOnce(engine);
+    console.error(`round ${round} ${engine}: load ${r.load_s.toFixed(2)} s, decode ${r.turns[0].decode_tps.toFixed(1)} tok/s${round === 0 ? ' (warm-up)' : ''}`);
+    if (round > 0) runs[engine].push(r);
+  }
+}
+server.close();
+fs.rmSync(profile, { recursive: true, force: true });
+
+const median = xs => { const s = [...xs].filter(x => x != null && isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : null; };
+const FIGURES = [
+  ['load from cache (s)', r => r.load_s, 'lower'],
+  ['turn 1 prefill (tok/s)', r => r.turns[0].prefill_tps, 'higher'],
+  ['turn 1 decode (tok/s)', r => r.turns[0].decode_tps, 'higher'],
+  ['turn 1 time to first token (s)', r => r.turns[0].ttft_s, 'lower'],
+  ['turn 2 prefill (tok/s)', r => r.turns[1].prefill_tps, 'higher'],
+  ['turn 2 decode (tok/s)', r => r.turns[1].decode_tps, 'higher'],
+  ['turn 2 time to first token (s)', r => r.turns[1].ttft_s, 'lower'],
+  ['turn 2 prompt tokens reused', r => r.turns[1].reused_tokens, 'higher'],
+  ['peak memory, browser RSS over idle (MB)', r => r.peak_memory_mb, 'lower'],
+];
+const table = FIGURES.map(([name, get, better]) => {
+  const c = median(runs.charter.map(get)), w = median(runs.wllama.map(get));
+  return { figure: name, charter: c, wllama: w, ratio: c != null && w ? c / w : null, better };
+});
+const fmt = x => x == null ? '-' : Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(2);
+console.log(`\nCharter vs wllama 3.13.0 on ${path.basename(model)}, 1 thread each, ${MAX_TOKENS} greedy tokens, median of ${rounds} rounds`);
+console.log(`${'figure'.padEnd(40)} ${'Charter'.padStart(9)} ${'wllama'.padStart(9)} ${'ratio'.padStart(7)}  (better)`);
+for (const row of table) console.log(`${row.figure.padEnd(40)} ${fmt(row.charter).padStart(9)} ${fmt(row.wllama).padStart(9)} ${fmt(row.ratio).padStart(7)}  ${row.better}`);
+const tokens = e => runs[e][0]?.turns.map(t => `${t.prompt_tokens} prompt / ${t.decode_tokens} generated`).join(', ');
+console.log(`tokens per turn: Charter ${tokens('charter')}; wllama ${tokens('wllama')}`);
+fs.writeFileSync(out, JSON.stringify({ model: path.basename(model), threads: 1, max_tokens: MAX_TOKENS, rounds, turns: TURNS, table, runs }, null, 2));
+console.log(`JSON: ${out}`);
