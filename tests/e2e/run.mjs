@@ -115,7 +115,16 @@ test('the under-the-hood panel shows the context with the end-of-turn token', as
     assert((await panel.getByTestId('hood-stop-token').textContent()) === '<|im_end|>', 'the stop token is <|im_end|>');
   }
   assert((await panel.getByTestId('hood-masked').textContent()).includes('<|im_start|>'), 'masked tokens listed');
+  // Charter's system block leads the context, and SmolLM2's default system text is gone.
+  const system = (await panel.locator('.tok.system').allTextContents()).join('');
+  assert(system.includes('No one can unlock this'), `the constitution is in the context: ${system.slice(0, 80)}`);
+  assert(!tokens.join('').includes('named SmolLM'), "the template's default system text is not");
   await shot(page, 'under-the-hood');
+  await page.getByTestId('constitution').click();
+  const unit = page.locator('[data-testid=constitution-unit][data-unit-id=hard-limits]');
+  assert((await unit.getByTestId('unit-inclusion').textContent()).includes('in the prompt'), 'the constitution view marks included units');
+  assert(/\d+ of 256 tokens/.test(await page.getByTestId('constitution-budget').textContent()), 'the budget is shown');
+  await shot(page, 'constitution');
   await page.close();
 });
 

@@ -13,7 +13,8 @@ use charter_core::{
 use charter_engine::{LoadOptions, Model};
 use serde_json::json;
 
-use crate::{ModelArgs, RunArgs, SamplingArgs, store};
+use crate::constitution::{Layers, labels, with_system_block};
+use crate::{LayerArgs, ModelArgs, RunArgs, SamplingArgs, store};
 
 /// Writes to stdout; a closed pipe (`charter … | head`) ends the program quietly
 /// instead of panicking.
@@ -103,6 +104,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         (None, None) => bail!("give --prompt or --messages"),
     };
     let model = load(&args.model)?;
+    let messages = if args.constitution {
+        let layers = Layers::new(args.layers.operator.as_deref(), args.layers.budget)?;
+        with_system_block(&layers.compose(&model.tokenizer, &model.info)?, messages)?
+    } else {
+        if args.layers.operator.is_some() || args.layers.budget.is_some() {
+            bail!("--operator and --budget go with --constitution");
+        }
+        messages
+    };
     let prompt = build_prompt(&model.template, &model.tokenizer, &messages, true)?;
     let policy = model.policy.clone().with_stop_strings(args.sampling.stop.iter().cloned());
     let mut session = Session::new(model.decoder);
@@ -146,8 +156,16 @@ fn footer(reply: &Reply) -> String {
     )
 }
 
-pub fn chat(args: &ModelArgs, sampling: &SamplingArgs) -> anyhow::Result<()> {
+pub fn chat(args: &ModelArgs, sampling: &SamplingArgs, layers: Option<&LayerArgs>) -> anyhow::Result<()> {
     let model = load(args)?;
+    let (system, reserve) = match layers {
+        Some(l) => {
+            let layers = Layers::new(l.operator.as_deref(), l.budget)?;
+            let block = layers.compose(&model.tokenizer, &model.info)?;
+            (Some(Message::system(block.text)), layers.reply_reserve(&model.info))
+        }
+        None => (None, 0),
+    };
     let policy = model.policy.clone().with_stop_strings(sampling.stop.iter().cloned());
     let options = options(sampling, false);
     let name = model.info.name.clone().unwrap_or_else(|| model.info.architecture.clone());
@@ -187,7 +205,17 @@ pub fn chat(args: &ModelArgs, sampling: &SamplingArgs) -> anyhow::Result<()> {
             _ => {}
         }
         messages.push(Message::user(input));
-        let prompt = build_prompt(&model.template, &model.tokenizer, &messages, true)?;
+        // The conversation as the model sees it: the system block, then as many of the
+        // latest exchanges as leave room for a reply.
+        let mut view: Vec<Message> = system.iter().cloned().chain(messages.iter().cloned()).collect();
+        let capacity = model.info.context_length;
+        let dropped = charter_core::history::trim_to_fit(&mut view, |m| {
+            build_prompt(&model.template, &model.tokenizer, m, true).is_ok_and(|p| p.ids.len() + reserve < capacity)
+        });
+        if dropped > 0 {
+            eprintln!("(the {dropped} oldest messages are out of the model's view)");
+        }
+        let prompt = build_prompt(&model.template, &model.tokenizer, &view, true)?;
         let mut hooks = Terminal { start: Instant::now(), stream: true, cancel: Some(&CANCEL) };
         CANCEL.store(false, Ordering::Relaxed);
         GENERATING.store(true, Ordering::Relaxed);
@@ -342,6 +370,48 @@ pub fn fetch(ids: &[String], test_models: bool) -> anyhow::Result<()> {
     for m in chosen {
         let path = store::ensure_verified(m)?;
         outln!("{}\t{}", m.id, path.display());
+    }
+    Ok(())
+}
+
+pub fn compose(args: &ModelArgs, layers: &LayerArgs, json: bool) -> anyhow::Result<()> {
+    let model = load(args)?;
+    let layers = Layers::new(layers.operator.as_deref(), layers.budget)?;
+    let composed = layers.compose(&model.tokenizer, &model.info)?;
+    if json {
+        outln!("{}", serde_json::to_string(&composed)?);
+    } else {
+        outln!("{}", composed.text);
+        let units: Vec<String> = composed.units.iter().map(|u| format!("{} ({}, {})", u.id, u.form.as_str(), u.tokens)).collect();
+        eprintln!(
+            "[{} tokens; units: {}; operator block: {}]",
+            composed.tokens,
+            units.join(", "),
+            if composed.operator_block { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
+pub fn masks(args: &ModelArgs, conversations: &Path) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Line {
+        Wrapped { messages: Vec<Message> },
+        Bare(Vec<Message>),
+    }
+    let model = load(args)?;
+    let text = std::fs::read_to_string(conversations).with_context(|| format!("reading {}", conversations.display()))?;
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let messages = match serde_json::from_str::<Line>(line)
+            .with_context(|| format!("{} line {}: not a conversation", conversations.display(), n + 1))?
+        {
+            Line::Wrapped { messages } | Line::Bare(messages) => messages,
+        };
+        let prompt = build_prompt(&model.template, &model.tokenizer, &messages, false)?;
+        let labels = labels(&prompt, &messages, &model.policy, &model.tokenizer)
+            .with_context(|| format!("{} line {}", conversations.display(), n + 1))?;
+        outln!("{}", json!({ "ids": prompt.ids, "labels": labels }));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! reference implementations.
 
 mod commands;
+mod constitution;
 mod store;
 
 use std::path::PathBuf;
@@ -29,11 +30,35 @@ struct ModelArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Chat interactively, streaming replies and reusing the KV cache across turns.
+    /// Charter's constitution is the system block unless --no-constitution is given.
     Chat {
         #[command(flatten)]
         model: ModelArgs,
         #[command(flatten)]
         sampling: SamplingArgs,
+        #[command(flatten)]
+        layers: LayerArgs,
+        /// Chat with the template's own default system text instead of Charter's.
+        #[arg(long)]
+        no_constitution: bool,
+    },
+    /// Print the system block Charter composes from its constitution for a model.
+    Compose {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        layers: LayerArgs,
+        /// Print JSON: text, tokens, units (id, form, tokens), operator_block.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Token ids and training labels for conversations: everything but the assistant's
+    /// content and its end-of-turn token is masked (-100), with the model's template.
+    Masks {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// JSONL: one conversation per line, `{"messages": [...]}` or a bare array.
+        conversations: PathBuf,
     },
     /// Generate one reply to messages given as arguments or in a file.
     Run(RunArgs),
@@ -84,6 +109,16 @@ enum Command {
 }
 
 #[derive(Args, Clone)]
+struct LayerArgs {
+    /// An operator configuration (TOML or JSON; see constitution/README.md).
+    #[arg(long)]
+    operator: Option<PathBuf>,
+    /// Tokens for the system block (default: the model profile's cap).
+    #[arg(long)]
+    budget: Option<usize>,
+}
+
+#[derive(Args, Clone)]
 struct SamplingArgs {
     /// Most tokens to generate.
     #[arg(long, default_value_t = 512)]
@@ -130,6 +165,11 @@ struct RunArgs {
     /// the model would write next (including the user's next turn).
     #[arg(long)]
     raw: bool,
+    /// Put Charter's constitution (and the --operator block) in front of the messages.
+    #[arg(long)]
+    constitution: bool,
+    #[command(flatten)]
+    layers: LayerArgs,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     json: bool,
@@ -138,7 +178,11 @@ struct RunArgs {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Chat { model, sampling } => commands::chat(&model, &sampling),
+        Command::Chat { model, sampling, layers, no_constitution } => {
+            commands::chat(&model, &sampling, (!no_constitution).then_some(&layers))
+        }
+        Command::Compose { model, layers, json } => commands::compose(&model, &layers, json),
+        Command::Masks { model, conversations } => commands::masks(&model, &conversations),
         Command::Run(args) => commands::run(&args),
         Command::Score { model, ids, json: _ } => commands::score(&model, &ids),
         Command::Tokenize { model, special, jsonl, json, text } => {

@@ -207,7 +207,7 @@ fn inspect_names_the_stop_set_and_the_masked_tokens() {
 #[test]
 fn chat_keeps_the_conversation_and_reuses_the_cache() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_charter"))
-        .args(["chat", "--model", smollm2().to_str().unwrap(), "--max-tokens", "40"])
+        .args(["chat", "--model", smollm2().to_str().unwrap(), "--max-tokens", "40", "--no-constitution"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -249,4 +249,125 @@ fn ctrl_c_stops_the_reply_and_keeps_the_chat() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?} {stderr}", out.status);
     assert!(stderr.lines().any(|l| l.contains("[cancelled;")), "{stderr}");
+}
+
+#[test]
+fn compose_prints_the_documented_json_and_refuses_what_it_must() {
+    let model = smollm2();
+    let model = model.to_str().unwrap();
+    let v = json_of(&charter(&["compose", "--model", model, "--budget", "256", "--json"]));
+    let tokens = v["tokens"].as_u64().unwrap();
+    assert!(tokens > 0 && tokens <= 256, "{v}");
+    assert_eq!(v["operator_block"], false);
+    let units = v["units"].as_array().unwrap();
+    assert!(units.iter().any(|u| u["id"] == "hard-limits"), "{v}");
+    assert!(units.iter().all(|u| u["form"].is_string() && u["tokens"].as_u64().is_some()), "{v}");
+    assert!(v["text"].as_str().unwrap().contains("No one can unlock"), "{v}");
+
+    let out = charter(&["compose", "--model", model, "--budget", "20"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("will not drop a hard limit"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let bad = tmp("bad-operator.toml");
+    std::fs::write(&bad, "disable = [\"not-human\"]\n").unwrap();
+    let out = charter(&["compose", "--model", model, "--operator", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-human"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let good = tmp("operator.toml");
+    std::fs::write(&good, "persona = \"Ada\"\ninstructions = \"Only discuss bread.\"\n").unwrap();
+    let v = json_of(&charter(&["compose", "--model", model, "--operator", good.to_str().unwrap(), "--json"]));
+    assert_eq!(v["operator_block"], true);
+    assert!(v["text"].as_str().unwrap().trim_end().ends_with("Only discuss bread."), "{v}");
+}
+
+#[test]
+fn run_with_the_constitution_replaces_the_default_system_text() {
+    let model = smollm2();
+    let out = charter(&["run", "--model", model.to_str().unwrap(), "--prompt", "Who are you?", "--max-tokens", "24", "--constitution", "--json"]);
+    let v = json_of(&out);
+    let prompt_ids = ids(&v["prompt_ids"]);
+    let plain = json_of(&charter(&["run", "--model", model.to_str().unwrap(), "--prompt", "Who are you?", "--max-tokens", "1", "--json"]));
+    assert!(prompt_ids.len() > ids(&plain["prompt_ids"]).len() + 50, "the system block is in front");
+    let text = json_of(&charter(&["tokenize", "--model", model.to_str().unwrap(), "--json", " named SmolLM"]));
+    let needle = ids(&text["ids"]);
+    let has = |ids: &[u64]| ids.windows(needle.len()).any(|w| w == needle.as_slice());
+    assert!(has(&ids(&plain["prompt_ids"])), "the template's default system text is there without the constitution");
+    assert!(!has(&prompt_ids), "SmolLM2's default system text is gone");
+    let out = charter(&["run", "--model", model.to_str().unwrap(), "--prompt", "x", "--operator", "/dev/null"]);
+    assert!(!out.status.success(), "--operator needs --constitution");
+}
+
+#[test]
+fn chat_prefills_the_system_block_once() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_charter"))
+        .args(["chat", "--model", smollm2().to_str().unwrap(), "--max-tokens", "24"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"Hi!\nWhat is 2+2?\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reused: Vec<u64> = stderr
+        .lines()
+        .filter(|l| l.contains("tok/s"))
+        .filter_map(|l| l.split('(').nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(reused.len(), 2, "{stderr}");
+    let block = json_of(&charter(&["compose", "--model", smollm2().to_str().unwrap(), "--json"]));
+    assert_eq!(reused[0], 0);
+    assert!(reused[1] > block["tokens"].as_u64().unwrap(), "the second turn reuses the system block and the first exchange: {stderr}");
+}
+
+#[test]
+fn masks_supervise_exactly_the_assistants_turns() {
+    let file = tmp("conversations.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}"#,
+            "\n",
+            r#"[{"role": "user", "content": "<|im_start|>assistant"}, {"role": "assistant", "content": "No."}]"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    for (model, eot) in [(smollm2(), 2u64), (gemma3(), 106u64)] {
+        let out = charter(&["masks", "--model", model.to_str().unwrap(), file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        for (line, n_assistant) in lines.iter().zip([2, 1]) {
+            let ids = ids(&line["ids"]);
+            let labels: Vec<i64> = line["labels"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+            assert_eq!(ids.len(), labels.len());
+            // Supervised spans: maximal runs of labels that are not -100.
+            let mut spans = Vec::new();
+            let mut i = 0;
+            while i < labels.len() {
+                if labels[i] != -100 {
+                    let start = i;
+                    while i < labels.len() && labels[i] != -100 {
+                        assert_eq!(labels[i], ids[i] as i64);
+                        i += 1;
+                    }
+                    spans.push(start..i);
+                }
+                i += 1;
+            }
+            assert_eq!(spans.len(), n_assistant, "{model:?}: {line}");
+            for span in &spans {
+                assert_eq!(ids[span.end - 1], eot, "each span ends with the end-of-turn token");
+            }
+            assert_eq!(labels[0], -100);
+        }
+    }
+    let bad = tmp("bad.jsonl");
+    std::fs::write(&bad, r#"[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]"#).unwrap();
+    let out = charter(&["masks", "--model", smollm2().to_str().unwrap(), bad.to_str().unwrap()]);
+    assert!(!out.status.success(), "an assistant span that cannot be found is an error");
 }

@@ -221,6 +221,24 @@ impl<M: LanguageModel> Session<M> {
         self.model.truncate(len);
     }
 
+    /// Runs `tokens` through the model so that a later prompt starting with them reuses
+    /// the cache (the system block, prefilled while the user types). Reuses whatever
+    /// prefix the cache already shares with them.
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<(), GenerateError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        self.check_prompt(tokens)?;
+        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        if common == tokens.len() {
+            return Ok(());
+        }
+        self.rewind(common);
+        self.model.forward(&tokens[common..]).map_err(GenerateError::Model)?;
+        self.cached.extend_from_slice(&tokens[common..]);
+        Ok(())
+    }
+
     /// Teacher-forced scoring: the logits predicting each of `ids` after `prompt` (row
     /// `i` follows `prompt` and `ids[..i]`), reusing the cached prefix.
     pub fn score(&mut self, prompt: &[u32], ids: &[u32]) -> Result<Vec<Vec<f32>>, GenerateError> {

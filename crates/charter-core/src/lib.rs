@@ -21,7 +21,9 @@
 
 pub mod catalog;
 pub mod chat;
+pub mod constitution;
 pub mod generate;
+pub mod history;
 pub mod policy;
 pub mod prompt;
 pub mod sampling;

@@ -253,3 +253,38 @@ fn only_new_tokens_are_prefilled() {
     assert_eq!(edit.stats.reused_tokens, 4);
     assert_eq!(session.model().forwarded, 2 + 5 + 1 + 1);
 }
+
+#[test]
+fn a_prefilled_system_block_is_reused_and_stepping_matches_generate() {
+    let system = bytes("SYS:rules;");
+    let mut model = Scripted::new(&[], system.len() + 2);
+    model.fallback = EOT;
+    let mut session = Session::new(model);
+    session.prefill(&system).unwrap();
+    session.prefill(&system).unwrap();
+    assert_eq!(session.model().forwarded, system.len(), "a second prefill of the same tokens is free");
+    let mut prompt = system.clone();
+    prompt.extend(bytes("Q?"));
+    let reply = session.generate(&prompt, &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default()).unwrap();
+    assert_eq!(reply.stats.reused_tokens, system.len());
+    assert_eq!(reply.stats.prefill_tokens, 2);
+
+    // Stepping by hand gives what generate gives, and a step after the end is a no-op.
+    let script = bytes("Hello");
+    let (whole, _) = generate(&script, &[], options(3, false));
+    let prompt = bytes("Q?");
+    let mut session = Session::new(Scripted::new(&script, prompt.len()));
+    let mut rec = Record::default();
+    let mut generation = session.start(&prompt, &ByteVocab, &policy(&[]), &options(3, false), &mut rec).unwrap();
+    let mut steps = 0;
+    let reply = loop {
+        steps += 1;
+        if let Some(reply) = generation.step(&mut rec).unwrap() {
+            break reply;
+        }
+    };
+    assert!(generation.step(&mut rec).unwrap().is_none());
+    assert_eq!(steps, 4, "three tokens, then the length stop");
+    assert_eq!(reply.text, whole.text);
+    assert_eq!(reply.ids, whole.ids);
+}

@@ -177,6 +177,9 @@ pub enum Event {
     Context {
         /// The tokens.
         tokens: Vec<ContextToken>,
+        /// How many of the oldest messages were left out to fit the window.
+        #[serde(default)]
+        dropped_messages: usize,
     },
     /// Streamed reply text.
     Token {
@@ -214,6 +217,9 @@ pub enum Phase {
     Reading,
     /// Building the model in memory.
     Loading,
+    /// Running Charter's system block through the model once, so every conversation
+    /// starts from its cached state.
+    Preparing,
 }
 
 /// The compute backends Charter knows.
@@ -269,6 +275,19 @@ pub struct LoadedModel {
     pub stop_strings: Vec<String>,
     /// Seconds the load took.
     pub load_seconds: f64,
+    /// Charter's system block for this model, composed from the constitution.
+    pub system_block: Option<SystemBlock>,
+}
+
+/// The system block the worker puts in front of every conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemBlock {
+    /// Its tokens.
+    pub tokens: usize,
+    /// The budget it was composed for.
+    pub budget: usize,
+    /// The units included, with their forms and tokens.
+    pub units: Vec<charter_core::constitution::ComposedUnit>,
 }
 
 /// A token id with its text.

@@ -59,9 +59,10 @@ fn events() -> Vec<Event> {
                 masked_tokens: vec![TokenText { id: 1, text: "<|im_start|>".into() }],
                 stop_strings: vec!["<|im_start|>".into()],
                 load_seconds: 1.5,
+                system_block: Some(SystemBlock { tokens: 120, budget: 384, units: vec![] }),
             },
         },
-        Event::Context { tokens: vec![tok(1, "<|im_start|>", Origin::Template), tok(9, "hi", Origin::User)] },
+        Event::Context { tokens: vec![tok(1, "<|im_start|>", Origin::Template), tok(9, "hi", Origin::User)], dropped_messages: 2 },
         Event::Token { text: "Hello \u{1F600}".into() },
         Event::Finished {
             reply: FinishedReply {

@@ -116,6 +116,7 @@ fn Header(state: AppState) -> impl IntoView {
                 <button data-testid="new-chat" on:click=move |_| state.new_chat()>"New chat"</button>
                 <button data-testid="models" aria-pressed=move || (state.panel.get() == Panel::Models).to_string() on:click=toggle(Panel::Models)>"Models"</button>
                 <button data-testid="settings" aria-pressed=move || (state.panel.get() == Panel::Settings).to_string() on:click=toggle(Panel::Settings)>"Settings"</button>
+                <button data-testid="constitution" aria-pressed=move || (state.panel.get() == Panel::Constitution).to_string() on:click=toggle(Panel::Constitution)>"Constitution"</button>
                 <button data-testid="under-the-hood" aria-pressed=move || (state.panel.get() == Panel::Hood).to_string() on:click=toggle(Panel::Hood)>"Under the hood"</button>
             </nav>
         </header>
@@ -220,6 +221,11 @@ fn Messages(state: AppState) -> impl IntoView {
     };
     view! {
         <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages">
+            <Show when=move || (state.dropped.get() > 0)>
+                <p class="out-of-view" data-testid="out-of-view">
+                    {move || format!("The {} oldest messages are out of the model's view: the conversation has outgrown its context window.", state.dropped.get())}
+                </p>
+            </Show>
             <Show when=move || state.current.with(|c| c.messages.is_empty()) && state.streaming.get().is_none()>
                 <div class="empty" data-testid="empty-chat">
                     <p>"Ask anything. The model runs in this browser; nothing you type leaves this device."</p>
@@ -316,13 +322,14 @@ fn Composer(state: AppState) -> impl IntoView {
 #[component]
 fn SidePanel(state: AppState) -> impl IntoView {
     view! {
-        <Show when=move || matches!(state.panel.get(), Panel::Settings | Panel::Hood | Panel::Models)>
+        <Show when=move || matches!(state.panel.get(), Panel::Settings | Panel::Hood | Panel::Models | Panel::Constitution)>
             <aside class="panel">
                 <button class="icon close" aria-label="Close panel" on:click=move |_| state.panel.set(Panel::Closed)>"×"</button>
                 {move || match state.panel.get() {
                     Panel::Settings => view! { <Settings state /> }.into_any(),
                     Panel::Hood => view! { <Hood state /> }.into_any(),
                     Panel::Models => view! { <Models state /> }.into_any(),
+                    Panel::Constitution => view! { <ConstitutionView state /> }.into_any(),
                     _ => ().into_any(),
                 }}
             </aside>
@@ -468,6 +475,41 @@ fn Models(state: AppState) -> impl IntoView {
             <h3>"From your disk"</h3>
             <p class="small">"A .gguf file opened here (or dropped on the page) is read in this browser and never uploaded."</p>
             <input type="file" accept=".gguf" data-testid="model-file" on:change=on_file />
+        </section>
+    }
+}
+
+#[component]
+fn ConstitutionView(state: AppState) -> impl IntoView {
+    let constitution = charter_core::constitution::Constitution::builtin().ok();
+    let units = constitution.map(|c| c.units).unwrap_or_default();
+    let summary = move || match state.model.get().and_then(|m| m.system_block) {
+        Some(b) => format!("{} of {} tokens in the system block, {} units.", b.tokens, b.budget, b.units.len()),
+        None => "Load a model to see what fits its budget.".to_owned(),
+    };
+    view! {
+        <section data-testid="constitution-panel">
+            <h2>"Charter's constitution"</h2>
+            <p class="small">"Charter composes the most important parts of its constitution that fit the model's budget and puts them first in every conversation; the operator's instructions come after, then yours. Nothing you type can pose as either."</p>
+            <p data-testid="constitution-budget">{summary}</p>
+            <ul class="units">
+                {units.into_iter().map(|u| {
+                    let id = u.id.clone();
+                    let included = Signal::derive(move || state.model.get().and_then(|m| m.system_block).and_then(|b| b.units.into_iter().find(|x| x.id == id)));
+                    let text = u.forms.values().last().cloned().unwrap_or_default();
+                    view! {
+                        <li data-testid="constitution-unit" data-unit-id=u.id.clone() class:included=move || included.get().is_some()>
+                            <strong>{u.id.clone()}</strong>
+                            <span class="small">{format!(" · {:?} · {:?}", u.kind, u.tier).to_lowercase()}</span>
+                            <span class="small" data-testid="unit-inclusion">{move || match included.get() {
+                                Some(x) => format!(" · in the prompt: {} form, {} tokens", x.form.as_str(), x.tokens),
+                                None => " · not in the prompt".to_owned(),
+                            }}</span>
+                            <p class="small">{text}</p>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
         </section>
     }
 }

@@ -45,6 +45,8 @@ pub enum Panel {
     Models,
     /// The conversation list (on narrow screens).
     Chats,
+    /// Charter's constitution and what of it is in the prompt.
+    Constitution,
 }
 
 /// What a request was for, so its events go to the right place.
@@ -118,6 +120,8 @@ pub struct AppState {
     pub panel: RwSignal<Panel>,
     /// The loaded model's source, to reload after a worker restart.
     pub active: RwSignal<Option<ModelSource>>,
+    /// How many of the oldest messages the last prompt left out.
+    pub dropped: RwSignal<usize>,
 }
 
 /// The catalog compiled into the app.
@@ -181,6 +185,7 @@ impl AppState {
             input: RwSignal::new(String::new()),
             panel: RwSignal::new(Panel::Closed),
             active: RwSignal::new(None),
+            dropped: RwSignal::new(0),
         }
     }
 
@@ -421,8 +426,9 @@ impl AppState {
                 self.model.set(Some(model));
                 self.context_used.set(0);
             }
-            Event::Context { tokens } => {
+            Event::Context { tokens, dropped_messages } => {
                 if matches!(kind, Some(Pending::Generate)) {
+                    self.dropped.set(dropped_messages);
                     self.context_used.set(tokens.len());
                     self.context_tokens.set(tokens);
                     self.reply_tokens.set(Vec::new());
@@ -507,6 +513,10 @@ impl AppState {
             Phase::Storing => self.status.set(Status::Downloading(done, total, "Storing for offline use…".into())),
             Phase::Reading => self.status.set(Status::Loading("Reading the model…".into())),
             Phase::Loading => self.status.set(Status::Loading("Loading the model into memory…".into())),
+            Phase::Preparing => self.status.set(Status::Loading(format!(
+                "Reading Charter's constitution into the model ({} tokens)…",
+                total.unwrap_or(0)
+            ))),
         }
     }
 

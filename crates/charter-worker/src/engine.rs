@@ -8,7 +8,9 @@ use charter_core::{Message, Prompt, Reply, Session, StopReason, TokenOrigin, Tur
 use charter_engine::tokenizer::Tokenizer;
 use charter_engine::{CpuDecoder, LoadOptions, Model, ModelInfo};
 use charter_core::template::ChatTemplate;
-use charter_protocol::{ContextToken, ErrorKind, FinishedReply, LoadedModel, Origin, TokenText, WorkerError};
+use charter_core::constitution::{Composed, Constitution, compose};
+use charter_core::history::trim_to_fit;
+use charter_protocol::{ContextToken, ErrorKind, FinishedReply, LoadedModel, Origin, SystemBlock, TokenText, WorkerError};
 
 /// A model ready to chat.
 pub struct Engine {
@@ -22,6 +24,10 @@ pub struct Engine {
     pub policy: TurnPolicy,
     /// The decoder and what its KV cache holds.
     pub session: Session<CpuDecoder>,
+    /// Charter's system block for this model, and the budget it was composed for.
+    pub system: Option<(Composed, usize)>,
+    /// Tokens kept free for the reply when older messages are dropped.
+    pub reply_reserve: usize,
 }
 
 impl std::fmt::Debug for Engine {
@@ -36,7 +42,15 @@ impl Engine {
         let model = Model::load(bytes, &LoadOptions { context_length })
             .map_err(|e| WorkerError::new(ErrorKind::BadModel, format!("this file is not a model Charter can run: {e}")))?;
         let Model { info, tokenizer, template, policy, decoder } = model;
-        Ok(Engine { info, tokenizer, template, policy, session: Session::new(decoder) })
+        let constitution = Constitution::builtin()
+            .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("Charter's constitution: {e}")))?;
+        let (_, profile) = constitution.profile_for(info.name.as_deref().unwrap_or(""), &info.architecture);
+        // The block never takes more than a quarter of a small window.
+        let budget = profile.system_cap.min(info.context_length / 4);
+        let count = |text: &str| tokenizer.encode(text, false).map(|ids| ids.len()).map_err(|e| e.to_string());
+        let system = compose(&constitution, budget, None, None, &count).ok().map(|c| (c, budget));
+        let reply_reserve = profile.reply_reserve.min(info.context_length / 4);
+        Ok(Engine { info, tokenizer, template, policy, session: Session::new(decoder), system, reply_reserve })
     }
 
     /// What the UI shows about the model.
@@ -51,14 +65,52 @@ impl Engine {
             masked_tokens: texts(&mut self.policy.masked_ids.iter().copied()),
             stop_strings: self.policy.stop_strings.clone(),
             load_seconds,
+            system_block: self.system.as_ref().map(|(c, budget)| SystemBlock {
+                tokens: c.tokens,
+                budget: *budget,
+                units: c.units.clone(),
+            }),
         }
     }
 
+    /// The tokens every conversation starts with (the template's opening and Charter's
+    /// system block): what two conversations with different first messages share.
+    pub fn shared_prefix(&self) -> Vec<u32> {
+        let Some((block, _)) = &self.system else { return Vec::new() };
+        let prompt = |text: &str| {
+            let messages = [Message::system(block.text.clone()), Message::user(text)];
+            build_prompt(&self.template, &self.tokenizer, &messages, true).map(|p| p.ids).unwrap_or_default()
+        };
+        let (a, b) = (prompt("a"), prompt("b"));
+        let n = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        a[..n].to_vec()
+    }
+
+    /// Prefills [`Engine::shared_prefix`], so the first reply of every conversation
+    /// reuses it. Returns how many tokens that is.
+    pub fn warm(&mut self) -> Result<usize, WorkerError> {
+        let prefix = self.shared_prefix();
+        self.session
+            .prefill(&prefix)
+            .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("preparing the system block: {e}")))?;
+        Ok(prefix.len())
+    }
+
     /// The prompt for the assistant's next message, or, with `predict_user`, the
-    /// transcript left open after the assistant's last message.
-    pub fn prompt(&self, messages: &[Message], predict_user: bool) -> Result<Prompt, WorkerError> {
-        build_prompt(&self.template, &self.tokenizer, messages, !predict_user)
-            .map_err(|e| WorkerError::new(ErrorKind::Prompt, format!("the conversation cannot be put into this model's chat format: {e}")))
+    /// transcript left open after the assistant's last message: Charter's system block,
+    /// then as many of the latest messages as leave room for a reply. Returns the prompt
+    /// and how many of the oldest messages were left out. System messages from the page
+    /// are ignored: only the worker's own block speaks as the system.
+    pub fn prompt(&self, messages: &[Message], predict_user: bool) -> Result<(Prompt, usize), WorkerError> {
+        let mut view: Vec<Message> = self.system.iter().map(|(c, _)| Message::system(c.text.clone())).collect();
+        view.extend(messages.iter().filter(|m| m.role != charter_core::Role::System).cloned());
+        let capacity = self.info.context_length;
+        let reserve = self.reply_reserve;
+        let build = |m: &[Message]| build_prompt(&self.template, &self.tokenizer, m, !predict_user);
+        let dropped = trim_to_fit(&mut view, |m| build(m).is_ok_and(|p| p.ids.len() + reserve < capacity));
+        let prompt = build(&view)
+            .map_err(|e| WorkerError::new(ErrorKind::Prompt, format!("the conversation cannot be put into this model's chat format: {e}")))?;
+        Ok((prompt, dropped))
     }
 
     /// A token with its text.

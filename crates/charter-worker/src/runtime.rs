@@ -154,8 +154,12 @@ async fn load_inner(
     let started = now();
     // Free the previous model first: two models at once may not fit in a tab.
     state.engine.replace(None);
-    let engine = Engine::load(&bytes, context_length)?;
+    let mut engine = Engine::load(&bytes, context_length)?;
     drop(bytes);
+    let prefix = engine.shared_prefix().len() as u64;
+    post(id, Event::Progress { phase: Phase::Preparing, done: 0, total: Some(prefix) });
+    yield_now().await;
+    engine.warm()?;
     let model = engine.describe(now() - started);
     state.engine.replace(Some(engine));
     post(id, Event::Loaded { model });
@@ -211,8 +215,8 @@ async fn run(
     options: &charter_core::GenerateOptions,
     predict_user: bool,
 ) -> Result<(), WorkerError> {
-    let prompt = engine.prompt(messages, predict_user)?;
-    post(id, Event::Context { tokens: engine.context_tokens(&prompt) });
+    let (prompt, dropped_messages) = engine.prompt(messages, predict_user)?;
+    post(id, Event::Context { tokens: engine.context_tokens(&prompt), dropped_messages });
     let mut options = options.clone();
     options.raw = predict_user;
     let mut hooks = Hooks { id, state };
