@@ -206,6 +206,26 @@ test('the XSS payloads stay inert', async ({ server }) => {
   await page.close();
 });
 
+test('a crashed worker is restarted and the conversation is intact', async ({ browser, server }) => {
+  const context = await browser.newContext();
+  const page = await open(context, server);
+  const workers = [];
+  page.on('worker', w => workers.push(w));
+  await waitReady(page);
+  await setMaxTokens(page, 6);
+  await ask(page, 'Hello there.');
+  const before = await page.getByTestId('message-user').count();
+  // An uncaught error inside the worker, as a panic or running out of memory raises.
+  await workers[0].evaluate(() => setTimeout(() => { throw new Error('simulated crash'); }, 0));
+  await page.getByTestId('notice').filter({ hasText: 'restarted' }).waitFor({ timeout: 30_000 });
+  await waitReady(page);
+  assert(workers.length >= 2, 'a new worker was started');
+  assert((await page.getByTestId('message-user').count()) === before, 'the conversation is intact');
+  const reply = await ask(page, 'Still there?');
+  assert((await reply.getByTestId('stop-reason').textContent()).length > 0, 'the new worker answers');
+  await context.close();
+});
+
 test('a dropped download resumes with a Range request', async ({ browser, server }) => {
   const context = await browser.newContext();
   server.state.modelRequests = [];
