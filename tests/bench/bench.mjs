@@ -6,7 +6,9 @@
 // the model into that engine's cache) and is not reported.
 //
 // Environment: CHARTER_DIST (the built app), CHARTER_BENCH_MODEL (a GGUF),
-// CHARTER_BENCH_ROUNDS (default 2), CHARTER_BENCH_OUT (JSON path).
+// CHARTER_BENCH_ROUNDS (default 2), CHARTER_BENCH_OUT (JSON path), CHARTER_BENCH_SYSTEM
+// (the system block Charter's worker composes for this model, from `charter compose`,
+// given to wllama as its system message so both run the same prompt).
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -19,6 +21,7 @@ const dist = process.env.CHARTER_DIST || path.join(here, '../../dist');
 const model = process.env.CHARTER_BENCH_MODEL;
 if (!model) throw new Error('CHARTER_BENCH_MODEL must name a GGUF (cargo xtask bench sets it)');
 const rounds = Number(process.env.CHARTER_BENCH_ROUNDS || 2);
+const system = process.env.CHARTER_BENCH_SYSTEM || '';
 const out = process.env.CHARTER_BENCH_OUT || path.join(here, 'results.json');
 const wllamaDir = path.join(here, 'node_modules/@wllama/wllama/esm');
 const TURNS = [
@@ -78,7 +81,7 @@ async function runOnce(engine) {
     let peak = baseline;
     const timer = setInterval(() => { peak = Math.max(peak, chromiumRss()); }, 50);
     const fn = engine === 'charter' ? 'runCharter' : 'runWllama';
-    const result = await page.evaluate(([fn, cfg]) => window[fn](cfg), [fn, { modelUrl: '/models/bench.gguf', turns: TURNS, maxTokens: MAX_TOKENS }]);
+    const result = await page.evaluate(([fn, cfg]) => window[fn](cfg), [fn, { modelUrl: '/models/bench.gguf', turns: TURNS, maxTokens: MAX_TOKENS, system }]);
     clearInterval(timer);
     result.peak_memory_mb = (peak - baseline) / 1e6;
     return result;
@@ -101,6 +104,7 @@ fs.rmSync(profile, { recursive: true, force: true });
 const median = xs => { const s = [...xs].filter(x => x != null && isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : null; };
 const FIGURES = [
   ['load from cache (s)', r => r.load_s, 'lower'],
+  ['load + first reply, end to end (s)', r => r.load_s + r.turns[0].total_s, 'lower'],
   ['turn 1 prefill (tok/s)', r => r.turns[0].prefill_tps, 'higher'],
   ['turn 1 decode (tok/s)', r => r.turns[0].decode_tps, 'higher'],
   ['turn 1 time to first token (s)', r => r.turns[0].ttft_s, 'lower'],
@@ -119,6 +123,7 @@ console.log(`\nCharter vs wllama 3.13.0 on ${path.basename(model)}, 1 thread eac
 console.log(`${'figure'.padEnd(40)} ${'Charter'.padStart(9)} ${'wllama'.padStart(9)} ${'ratio'.padStart(7)}  (better)`);
 for (const row of table) console.log(`${row.figure.padEnd(40)} ${fmt(row.charter).padStart(9)} ${fmt(row.wllama).padStart(9)} ${fmt(row.ratio).padStart(7)}  ${row.better}`);
 const tokens = e => runs[e][0]?.turns.map(t => `${t.prompt_tokens} prompt / ${t.decode_tokens} generated`).join(', ');
+console.log('Charter prefills its system block while loading, so its load time includes it and its first turn reuses it; wllama prefills it in the first turn.');
 console.log(`tokens per turn: Charter ${tokens('charter')}; wllama ${tokens('wllama')}`);
 fs.writeFileSync(out, JSON.stringify({ model: path.basename(model), threads: 1, max_tokens: MAX_TOKENS, rounds, turns: TURNS, table, runs }, null, 2));
 console.log(`JSON: ${out}`);

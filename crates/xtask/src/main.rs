@@ -184,8 +184,18 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
             dist.join("models").join(file)
         }
     };
+    // The system block Charter's worker will compose for this model, for wllama.
+    let mut compose = cargo();
+    compose.args(["run", "--quiet", "--package", "charter-cli", "--bin", "charter", "--", "compose", "--json", "--model"]).arg(&model);
+    let out = compose.output().context("running charter compose")?;
+    if !out.status.success() {
+        bail!("charter compose failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let composed: serde_json::Value = serde_json::from_slice(&out.stdout).context("charter compose printed no JSON")?;
+    let system = composed["text"].as_str().context("charter compose printed no text")?.to_owned();
     let mut c = Command::new("node");
     c.arg("bench.mjs")
+        .env("CHARTER_BENCH_SYSTEM", system)
         .current_dir(workspace_root().join("tests/bench"))
         .env("CHARTER_DIST", &dist)
         .env("CHARTER_BENCH_MODEL", &model)
