@@ -221,7 +221,7 @@ fn Messages(state: AppState) -> impl IntoView {
     };
     view! {
         <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages">
-            <Show when=move || (state.dropped.get() > 0)>
+            <Show when=move || state.dropped.get() != 0>
                 <p class="out-of-view" data-testid="out-of-view">
                     {move || format!("The {} oldest messages are out of the model's view: the conversation has outgrown its context window.", state.dropped.get())}
                 </p>
