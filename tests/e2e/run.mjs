@@ -281,6 +281,102 @@ test('dark theme and 360 px wide', async ({ server }) => {
   await page.close();
 });
 
+test('the operator page refuses what it may not set, applies what it may, and the hood marks every unit', async ({ browser, server }) => {
+  const context = await browser.newContext();
+  const page = await open(context, server);
+  await waitReady(page);
+  await setMaxTokens(page, 6);
+  await ask(page, 'Hi');
+  await page.getByTestId('under-the-hood').click();
+  const hood = page.getByTestId('under-the-hood-panel');
+  const labels = await hood.getByTestId('hood-unit-label').allTextContents();
+  for (const id of ['priorities', 'hard-limits', 'not-human', 'emergency']) assert(labels.includes(id), `the hood labels unit ${id}: ${labels}`);
+  assert(new Set(labels).size === labels.length, `each unit is labelled once: ${labels}`);
+  const unmarked = await hood.getByTestId('hood-tokens').locator('.tok.system:not([data-unit])').count();
+  assert(unmarked === 0, `${unmarked} system tokens carry no unit`);
+  const row = hood.locator('[data-testid=hood-unit-row][data-unit-id=hard-limits] td').nth(2);
+  assert(Number(await row.textContent()) > 0, 'the unit table counts the tokens of each unit');
+  await shot(page, 'under-the-hood-units');
+
+  await page.getByTestId('operator').click();
+  const panel = page.getByTestId('operator-panel');
+  await panel.locator('summary').click();
+  const toml = panel.getByTestId('operator-toml');
+  await toml.fill('disable = ["hard-limits"]');
+  let error = await panel.getByTestId('config-error').textContent();
+  assert(/may not switch off unit "hard-limits"/.test(error), `a hard limit cannot be switched off: ${error}`);
+  assert(await panel.getByTestId('operator-apply').isDisabled(), 'apply is refused while the configuration is');
+  await toml.fill('users_may_adjust = ["balanced-views"]');
+  error = await panel.getByTestId('config-error').textContent();
+  assert(/may not let users adjust unit "balanced-views"/.test(error), `users get no more than the operator's trust: ${error}`);
+  await toml.fill('disable = ["not-human"]');
+  assert(/"not-human"/.test(await panel.getByTestId('config-error').textContent()), 'a user protection cannot be switched off');
+
+  await panel.getByTestId('operator-persona').fill('Crumb');
+  await panel.getByTestId('operator-scope').fill('Questions about bread and baking.');
+  await panel.locator('[data-testid=operator-unit][data-unit-id=balanced-views]').uncheck();
+  assert(await panel.getByTestId('config-error').count() === 0, 'the edited form is valid');
+  assert(/persona = "Crumb"/.test(await toml.inputValue()), 'the TOML view follows the form');
+  await panel.getByTestId('operator-apply').click();
+  await panel.getByTestId('config-applied').waitFor({ timeout: READY });
+  await waitReady(page);
+  await shot(page, 'operator');
+
+  await page.getByTestId('constitution').click();
+  const layers = await page.getByTestId('constitution-layers').textContent();
+  assert(/Switched off by the operator: balanced-views/.test(layers), layers);
+  const dropped = page.locator('[data-testid=constitution-unit][data-unit-id=balanced-views]');
+  assert((await dropped.getByTestId('unit-inclusion').textContent()).includes('not in the prompt'), 'the switched-off unit left the prompt');
+  await ask(page, 'Hi');
+  await page.getByTestId('under-the-hood').click();
+  const operatorTokens = (await hood.locator('.tok.system[data-unit=operator]').allTextContents()).join('');
+  assert(operatorTokens.includes('Crumb') && operatorTokens.includes('bread'), `the operator's block is marked as such: ${operatorTokens}`);
+  const after = await hood.getByTestId('hood-unit-label').allTextContents();
+  assert(after[after.length - 1] === 'operator' && !after.includes('balanced-views'), `the operator's block comes last: ${after}`);
+
+  // Under an operator who passed nothing on, the user has no switches.
+  await page.getByTestId('settings').click();
+  await page.getByTestId('preferences-none').waitFor();
+  await page.reload();
+  await waitReady(page);
+  await page.getByTestId('operator').click();
+  assert(await page.getByTestId('operator-persona').inputValue() === 'Crumb', 'the operator settings survive a reload');
+  await context.close();
+});
+
+test("a site's operator.toml holds for the visitor and cannot be changed from the page", async ({ browser, server }) => {
+  server.state.operatorToml = 'disable = ["emergency"]\n';
+  let context = await browser.newContext();
+  let page = await open(context, server);
+  const refused = page.getByTestId('model-status').filter({ hasText: 'refused' });
+  await refused.waitFor({ timeout: 30_000 });
+  assert(/"emergency"/.test(await refused.textContent()), 'a deployed configuration that breaks a protection stops Charter, naming the unit');
+  await context.close();
+
+  server.state.operatorToml = 'persona = "Crumb"\nscope = "bread"\nusers_may_adjust = ["casual-language"]\n';
+  context = await browser.newContext();
+  try {
+    page = await open(context, server);
+    await waitReady(page);
+    await page.getByTestId('operator').click();
+    await page.getByTestId('operator-locked').waitFor();
+    assert(await page.getByTestId('operator-persona').isDisabled(), 'the deployed settings cannot be edited');
+    assert(await page.getByTestId('operator-persona').inputValue() === 'Crumb', 'they are shown');
+    await page.getByTestId('settings').click();
+    const mine = await page.getByTestId('user-unit').evaluateAll(els => els.map(e => e.dataset.unitId));
+    assert(mine.length === 1 && mine[0] === 'casual-language', `the user gets exactly what the operator passed on: ${mine}`);
+    await page.locator('[data-testid=user-unit][data-unit-id=casual-language]').uncheck();
+    await page.getByTestId('config-applied').waitFor({ timeout: READY });
+    await page.getByTestId('constitution').click();
+    const unit = page.locator('[data-testid=constitution-unit][data-unit-id=casual-language]');
+    assert((await unit.getByTestId('unit-inclusion').textContent()).includes('not in the prompt'), "the user's switch took the unit out");
+    assert(/Switched off by you: casual-language/.test(await page.getByTestId('constitution-layers').textContent()), 'and says so');
+  } finally {
+    server.state.operatorToml = null;
+    await context.close();
+  }
+});
+
 async function chatOnce(webgpu) {
   const browser = await launch({ webgpu });
   const server = await startServer({ dist, model });

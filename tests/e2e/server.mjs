@@ -25,6 +25,7 @@ export async function startServer({ dist, model }) {
   const state = {
     faults: {},          // { dropAfter, corrupt, notFound, bytesPerSecond }
     modelRequests: [],   // { range } per request to /models/
+    operatorToml: null,  // a site owner's operator.toml, served when set
   };
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://x');
@@ -53,6 +54,10 @@ export async function startServer({ dist, model }) {
         if (f.bytesPerSecond) await new Promise(r => setTimeout(r, (piece.length / f.bytesPerSecond) * 1000));
       }
       return res.end();
+    }
+    if (url.pathname === '/operator.toml' && state.operatorToml != null) {
+      res.writeHead(200, { 'content-type': 'application/toml', 'cache-control': 'no-cache' });
+      return res.end(state.operatorToml);
     }
     let file = path.join(dist, path.normalize(decodeURIComponent(url.pathname)).replace(/^(\.\.[/\\])+/, ''));
     if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');

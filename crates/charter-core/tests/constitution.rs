@@ -178,3 +178,70 @@ fn user_settings_pass_the_same_check_one_level_lower() {
     let composed = compose(&c, 100_000, Some(&op), Some(&user), &words).expect("fits");
     assert!(!ids(&composed).contains("casual-language"));
 }
+
+#[test]
+fn spans_say_which_unit_wrote_each_byte_of_the_block() {
+    let c = builtin();
+    let operator = OperatorConfig { persona: Some("Crumb".into()), instructions: "Talk about bread.".into(), ..Default::default() };
+    let composed = compose(&c, 400, Some(&operator), None, &words).expect("fits");
+    let span_ids: Vec<&str> = composed.spans.iter().map(|s| s.id.as_str()).collect();
+    let mut unit_ids: Vec<&str> = composed.units.iter().map(|u| u.id.as_str()).collect();
+    unit_ids.push(OPERATOR_UNIT);
+    assert_eq!(span_ids, unit_ids, "one span per unit, in the order of the text, the operator's last");
+    for span in &composed.spans {
+        let text = &composed.text[span.start..span.end];
+        match c.unit(&span.id) {
+            Some(unit) => {
+                let form = composed.units.iter().find(|u| u.id == span.id).expect("listed").form;
+                assert_eq!(Some(text), unit.text(form), "{}", span.id);
+            }
+            None => assert!(text.starts_with(compose::OPERATOR_HEADING) && text.contains("Crumb"), "{text}"),
+        }
+        assert_eq!(composed.unit_at(span.start), Some(span.id.as_str()));
+        assert_eq!(composed.unit_at(span.end - 1), Some(span.id.as_str()));
+    }
+    let last = composed.spans.last().expect("spans");
+    assert_eq!(last.end, composed.text.len(), "the spans reach the end of the text");
+    assert_eq!(composed.unit_at(composed.text.len()), None);
+    let first_gap = composed.spans[0].end;
+    assert_eq!(composed.unit_at(first_gap), Some(composed.spans[1].id.as_str()), "a blank line counts to the unit after it");
+}
+
+#[test]
+fn what_each_party_may_switch_off_is_listed_by_the_same_rules_that_check_it() {
+    let c = builtin();
+    let operator_may: Vec<&str> = OperatorConfig::switchable(&c).map(|u| u.id.as_str()).collect();
+    for id in ["hard-limits", "not-human", "emergency", "dignity", "tell-limits", "priorities"] {
+        assert!(!operator_may.contains(&id), "an operator must not be offered {id}");
+    }
+    for id in &operator_may {
+        let config = OperatorConfig { disable: vec![(*id).to_owned()], ..Default::default() };
+        assert_eq!(config.validate(&c), Ok(()), "{id} is offered, so it must pass");
+    }
+    let user_alone: Vec<&str> = UserSettings::switchable(&c, None).map(|u| u.id.as_str()).collect();
+    assert!(!user_alone.is_empty(), "some units are the user's to adjust");
+    for id in &user_alone {
+        assert!(c.unit(id).expect("exists").adjustable_by.by_user());
+    }
+    let strict = OperatorConfig { scope: Some("bread".into()), ..Default::default() };
+    assert_eq!(UserSettings::switchable(&c, Some(&strict)).filter(|u| u.adjustable_by == AdjustableBy::OperatorAndUser).count(), 0,
+        "under an operator, units both may adjust are the user's only when the operator passes them on");
+    let generous = OperatorConfig { users_may_adjust: vec![user_alone[0].to_owned()], ..Default::default() };
+    assert!(UserSettings::switchable(&c, Some(&generous)).any(|u| u.id == user_alone[0]));
+}
+
+#[test]
+fn an_operator_configuration_survives_its_own_toml() {
+    let c = builtin();
+    let config = OperatorConfig {
+        persona: Some("Crumb".into()),
+        scope: Some("Questions about \"bread\"\nand pastry".into()),
+        disable: vec!["balanced-views".into()],
+        users_may_adjust: vec!["style".into()],
+        instructions: "Answer in two sentences.".into(),
+    };
+    let text = config.to_toml();
+    assert_eq!(OperatorConfig::parse(&text, &c), Ok(config));
+    assert!(OperatorConfig::default().is_empty());
+    assert_eq!(OperatorConfig::default().to_toml().trim(), "");
+}

@@ -106,3 +106,45 @@ fn forged_markers_in_user_messages_produce_only_the_templates_control_tokens() {
         assert_eq!(split2, benign, "{file}: a split Gemma marker");
     }
 }
+
+#[test]
+fn every_token_of_the_system_block_is_marked_with_its_unit() {
+    use charter_core::constitution::{OPERATOR_UNIT, OperatorConfig, mark_units};
+    use charter_core::TokenOrigin;
+    let c = Constitution::builtin().expect("parses");
+    let operator = OperatorConfig { persona: Some("Crumb".into()), scope: Some("bread".into()), ..Default::default() };
+    for file in [SMOLLM2, GEMMA3] {
+        let model = load(file);
+        let count = counter(&model);
+        let block = compose(&c, 384, Some(&operator), None, &count).expect("fits");
+        let messages = [Message::system(block.text.clone()), Message::user("Hi"), Message::assistant("Hello"), Message::user("Bye")];
+        let prompt = build_prompt(&model.template, &model.tokenizer, &messages, true).expect("prompt");
+        let marks = mark_units(&prompt, &model.tokenizer, &block);
+        assert_eq!(marks.len(), prompt.ids.len());
+        let mut order: Vec<String> = Vec::new();
+        let mut per_unit = std::collections::BTreeMap::<String, usize>::new();
+        for (mark, origin) in marks.iter().zip(&prompt.origins) {
+            match (mark, origin) {
+                (Some(id), TokenOrigin::System) => {
+                    *per_unit.entry(id.clone()).or_default() += 1;
+                    if order.last() != Some(id) {
+                        order.push(id.clone());
+                    }
+                }
+                (None, TokenOrigin::System) => panic!("{file}: a system token without a unit"),
+                (Some(id), other) => panic!("{file}: a {other:?} token marked {id}"),
+                (None, _) => {}
+            }
+        }
+        let mut expected: Vec<String> = block.units.iter().map(|u| u.id.clone()).collect();
+        expected.push(OPERATOR_UNIT.to_owned());
+        assert_eq!(order, expected, "{file}: each unit once, in the block's order");
+        for unit in &block.units {
+            let marked = per_unit[&unit.id];
+            // Counted alone, a unit's first token may merge differently with the blank
+            // line before it; the two counts differ by a token or two at most.
+            assert!(marked.abs_diff(unit.tokens) <= 2, "{file} {}: {marked} marked, {} counted alone", unit.id, unit.tokens);
+        }
+        assert_eq!(per_unit.values().sum::<usize>(), block.tokens, "{file}: every token of the block is marked");
+    }
+}

@@ -12,11 +12,12 @@
 
 #![deny(missing_docs)]
 
+use charter_core::constitution::{OperatorConfig, UserSettings};
 use charter_core::{GenerateOptions, GenerationStats, Message, StopReason};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A message with its request id and the protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +106,18 @@ pub enum Request {
         /// The id of the [`Request::Generate`].
         target: u64,
     },
+    /// Sets the layers under Charter's constitution: the site operator's configuration
+    /// and the user's settings. Both are checked against the constitution (and, with a
+    /// model loaded, composed with its tokenizer) before they replace the ones in force;
+    /// a refused configuration leaves the old one in place. Answered by
+    /// [`Event::Configured`] (after [`Event::Progress`] while the new block is read into
+    /// the model) or an [`ErrorKind::Config`] error naming what was refused.
+    Configure {
+        /// The operator's configuration; `None` where no one has set one.
+        operator: Option<OperatorConfig>,
+        /// The user's settings.
+        user: UserSettings,
+    },
     /// Lists stored models. Answered by [`Event::StoredList`].
     ListStored,
     /// Deletes a stored model. Answered by [`Event::StoredList`].
@@ -190,6 +203,12 @@ pub enum Event {
     Finished {
         /// How.
         reply: FinishedReply,
+    },
+    /// A [`Request::Configure`] took effect.
+    Configured {
+        /// The loaded model's new system block; `None` when no model is loaded yet (the
+        /// configuration then applies from the next load).
+        system_block: Option<SystemBlock>,
     },
     /// The stored models.
     StoredList {
@@ -288,6 +307,8 @@ pub struct SystemBlock {
     pub budget: usize,
     /// The units included, with their forms and tokens.
     pub units: Vec<charter_core::constitution::ComposedUnit>,
+    /// Whether the operator's block follows the units.
+    pub operator_block: bool,
 }
 
 /// A token id with its text.
@@ -324,6 +345,10 @@ pub struct ContextToken {
     pub origin: Origin,
     /// Whether it is a control token.
     pub control: bool,
+    /// For a token of Charter's system block, the constitution unit that wrote it (or
+    /// `operator` for the operator's block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// How a reply ended.
@@ -365,6 +390,8 @@ pub enum ErrorKind {
     Busy,
     /// The conversation does not fit or cannot be rendered.
     Prompt,
+    /// An operator configuration or user settings were refused.
+    Config,
     /// A message could not be read.
     Protocol,
     /// Anything else.

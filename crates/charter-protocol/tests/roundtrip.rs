@@ -2,6 +2,7 @@
 //! check refuses another build's messages, and garbage is an error, not a panic. The
 //! same tests run natively and, through wasm-bindgen-test, in headless Chromium.
 
+use charter_core::constitution::{ComposedUnit, Form, OperatorConfig, UserSettings};
 use charter_core::{GenerateOptions, GenerationStats, Message, StopReason};
 use charter_protocol::*;
 
@@ -30,13 +31,24 @@ fn requests() -> Vec<Request> {
             predict_user: true,
         },
         Request::Cancel { target: 7 },
+        Request::Configure { operator: None, user: UserSettings::default() },
+        Request::Configure {
+            operator: Some(OperatorConfig {
+                persona: Some("Crumb".into()),
+                scope: Some("bread".into()),
+                disable: vec!["balanced-views".into()],
+                users_may_adjust: vec!["style".into()],
+                instructions: "Be brief.".into(),
+            }),
+            user: UserSettings { disable: vec!["style".into()] },
+        },
         Request::ListStored,
         Request::Delete { url: "/models/m.gguf".into() },
     ]
 }
 
 fn events() -> Vec<Event> {
-    let tok = |id, text: &str, origin| ContextToken { id, text: text.into(), origin, control: id == 1 };
+    let tok = |id, text: &str, origin| ContextToken { id, text: text.into(), origin, control: id == 1, unit: None };
     vec![
         Event::Ready {
             backend: BackendReport {
@@ -59,10 +71,23 @@ fn events() -> Vec<Event> {
                 masked_tokens: vec![TokenText { id: 1, text: "<|im_start|>".into() }],
                 stop_strings: vec!["<|im_start|>".into()],
                 load_seconds: 1.5,
-                system_block: Some(SystemBlock { tokens: 120, budget: 384, units: vec![] }),
+                system_block: Some(SystemBlock { tokens: 120, budget: 384, units: vec![], operator_block: false }),
             },
         },
         Event::Context { tokens: vec![tok(1, "<|im_start|>", Origin::Template), tok(9, "hi", Origin::User)], dropped_messages: 2 },
+        Event::Context {
+            tokens: vec![ContextToken { id: 5, text: "Be".into(), origin: Origin::System, control: false, unit: Some("hard-limits".into()) }],
+            dropped_messages: 0,
+        },
+        Event::Configured {
+            system_block: Some(SystemBlock {
+                tokens: 250,
+                budget: 256,
+                units: vec![ComposedUnit { id: "hard-limits".into(), form: Form::Micro, tokens: 30 }],
+                operator_block: true,
+            }),
+        },
+        Event::Configured { system_block: None },
         Event::Token { text: "Hello \u{1F600}".into() },
         Event::Finished {
             reply: FinishedReply {
@@ -77,6 +102,7 @@ fn events() -> Vec<Event> {
         },
         Event::StoredList { models: vec![] },
         Event::Error { error: WorkerError::new(ErrorKind::Quota, "full") },
+        Event::Error { error: WorkerError::new(ErrorKind::Config, "may not switch off unit \"hard-limits\"") },
     ]
 }
 
@@ -106,7 +132,7 @@ fn messages_are_tagged_json_with_the_version() {
 
 #[test]
 fn another_version_is_refused_with_advice() {
-    let text = encode(&Envelope::new(1, Request::ListStored)).replacen("\"v\":1", "\"v\":99", 1);
+    let text = encode(&Envelope::new(1, Request::ListStored)).replacen(&format!("\"v\":{PROTOCOL_VERSION}"), "\"v\":99", 1);
     match decode::<Request>(&text) {
         Err(ProtocolError::Version { got: 99 }) => {}
         other => panic!("expected a version error, got {other:?}"),
@@ -117,7 +143,9 @@ fn another_version_is_refused_with_advice() {
 
 #[test]
 fn garbage_and_unknown_messages_are_errors() {
-    for text in ["", "null", "{}", "{\"v\":1}", "{\"v\":1,\"id\":1,\"body\":{\"type\":\"launch_missiles\"}}", "\u{0}"] {
+    let unknown = format!("{{\"v\":{PROTOCOL_VERSION},\"id\":1,\"body\":{{\"type\":\"launch_missiles\"}}}}");
+    let bare = format!("{{\"v\":{PROTOCOL_VERSION}}}");
+    for text in ["", "null", "{}", bare.as_str(), unknown.as_str(), "\u{0}"] {
         assert!(decode::<Request>(text).is_err(), "{text:?} decoded");
         assert!(decode::<Event>(text).is_err(), "{text:?} decoded");
     }

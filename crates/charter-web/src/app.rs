@@ -13,17 +13,35 @@ use wasm_bindgen::JsCast;
 use crate::conversation::{export, import, ChatMessage};
 use crate::format;
 use crate::markdown;
-use crate::state::{catalog, model_url, AppState, Panel, Status};
+use crate::layers::Start;
+use crate::operator::{OperatorPanel, Preferences};
+use crate::state::{catalog, check_layers, model_url, AppState, Panel, Status};
 
 /// The whole app.
 #[component]
 pub fn App() -> impl IntoView {
     let state = AppState::new();
     state.restore();
-    let started = crate::client::start(move |id, event| state.on_event(id, event), move |reason| state.worker_died(reason));
-    if let Err(e) = started {
-        state.status.set(Status::Failed(e));
-    }
+    // The worker starts once the operator's layer is known, so its first load already
+    // composes under it.
+    spawn_local(async move {
+        match crate::layers::start().await {
+            Start::Refused(reason) => return state.status.set(Status::Failed(reason)),
+            Start::Deployed(config) => {
+                state.operator.set(Some(config));
+                state.operator_deployed.set(true);
+            }
+            Start::Local(config) => state.operator.set(config),
+        }
+        let user = crate::layers::user_settings();
+        if check_layers(state.operator.get_untracked().as_ref(), &user).is_ok() {
+            state.user_settings.set(user);
+        }
+        let started = crate::client::start(move |id, event| state.on_event(id, event), move |reason| state.worker_died(reason));
+        if let Err(e) = started {
+            state.status.set(Status::Failed(e));
+        }
+    });
     request_persistence();
     let esc = window_event_listener(ev::keydown, move |e| {
         if e.key() == "Escape" {
@@ -117,6 +135,7 @@ fn Header(state: AppState) -> impl IntoView {
                 <button data-testid="models" aria-pressed=move || (state.panel.get() == Panel::Models).to_string() on:click=toggle(Panel::Models)>"Models"</button>
                 <button data-testid="settings" aria-pressed=move || (state.panel.get() == Panel::Settings).to_string() on:click=toggle(Panel::Settings)>"Settings"</button>
                 <button data-testid="constitution" aria-pressed=move || (state.panel.get() == Panel::Constitution).to_string() on:click=toggle(Panel::Constitution)>"Constitution"</button>
+                <button data-testid="operator" aria-pressed=move || (state.panel.get() == Panel::Operator).to_string() on:click=toggle(Panel::Operator)>"Operator"</button>
                 <button data-testid="under-the-hood" aria-pressed=move || (state.panel.get() == Panel::Hood).to_string() on:click=toggle(Panel::Hood)>"Under the hood"</button>
             </nav>
         </header>
@@ -140,7 +159,7 @@ fn ChatList(state: AppState) -> impl IntoView {
     let import_ref = NodeRef::<html::Input>::new();
     let do_export = move |_| {
         let text = export(&state.conversations.get_untracked());
-        download_text("charter-conversations.json", &text);
+        download_text("charter-conversations.json", &text, "application/json");
     };
     let do_import = move |e: ev::Event| {
         let Some(input) = e.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok()) else { return };
@@ -186,10 +205,11 @@ fn ChatList(state: AppState) -> impl IntoView {
     }
 }
 
-fn download_text(name: &str, text: &str) {
+/// Offers `text` as a file download.
+pub(crate) fn download_text(name: &str, text: &str, mime: &str) {
     let parts = js_sys::Array::of1(&text.into());
     let options = web_sys::BlobPropertyBag::new();
-    options.set_type("application/json");
+    options.set_type(mime);
     let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options) else { return };
     let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
     let document = web_sys::window().and_then(|w| w.document());
@@ -290,7 +310,7 @@ fn message_view(state: AppState, m: ChatMessage, last: bool) -> AnyView {
 #[component]
 fn Composer(state: AppState) -> impl IntoView {
     let busy = move || state.generating.get().is_some() || state.streaming.get().is_some();
-    let ready = move || state.model.get().is_some();
+    let ready = move || state.model.get().is_some() && !state.configuring.get();
     view! {
         <form class="composer" on:submit=move |e: ev::SubmitEvent| { e.prevent_default(); state.send_input(); }>
             <textarea
@@ -322,7 +342,7 @@ fn Composer(state: AppState) -> impl IntoView {
 #[component]
 fn SidePanel(state: AppState) -> impl IntoView {
     view! {
-        <Show when=move || matches!(state.panel.get(), Panel::Settings | Panel::Hood | Panel::Models | Panel::Constitution)>
+        <Show when=move || matches!(state.panel.get(), Panel::Settings | Panel::Hood | Panel::Models | Panel::Constitution | Panel::Operator)>
             <aside class="panel">
                 <button class="icon close" aria-label="Close panel" on:click=move |_| state.panel.set(Panel::Closed)>"×"</button>
                 {move || match state.panel.get() {
@@ -330,6 +350,7 @@ fn SidePanel(state: AppState) -> impl IntoView {
                     Panel::Hood => view! { <Hood state /> }.into_any(),
                     Panel::Models => view! { <Models state /> }.into_any(),
                     Panel::Constitution => view! { <ConstitutionView state /> }.into_any(),
+                    Panel::Operator => view! { <OperatorPanel state /> }.into_any(),
                     _ => ().into_any(),
                 }}
             </aside>
@@ -374,6 +395,7 @@ fn Settings(state: AppState) -> impl IntoView {
             {field(state, "Max tokens", "setting-max-tokens", "1", |o| o.max_tokens, |o, v: usize| o.max_tokens = v.clamp(1, 8192))}
             {field(state, "Seed", "setting-seed", "1", |o| o.sampling.seed, |o, v: u64| o.sampling.seed = v)}
             <p class="hint">"The same seed, settings and conversation give the same reply."</p>
+            <Preferences state />
             <h2>"Backend"</h2>
             <p data-testid="backend-reason">{move || state.backend.get().map(|b| b.reason).unwrap_or_default()}</p>
         </section>
@@ -399,9 +421,32 @@ fn Hood(state: AppState) -> impl IntoView {
             </p>
             <p>{move || format!("{} prompt tokens, {} reply tokens", state.context_tokens.get().len(), state.reply_tokens.get().len())}</p>
             <div class="tokens" data-testid="hood-tokens">
-                {move || state.context_tokens.get().into_iter().map(|t| view! {
-                    <span class=origin_class(t.origin, t.control) title=format!("id {}", t.id) data-testid="hood-token">{t.text}</span>
-                }).collect_view()}
+                {move || {
+                    let mut previous: Option<String> = None;
+                    let mut parity = false;
+                    state.context_tokens.get().into_iter().map(|t| {
+                        let starts_unit = t.unit.is_some() && t.unit != previous;
+                        if starts_unit {
+                            parity = !parity;
+                        }
+                        previous = t.unit.clone();
+                        let class = match &t.unit {
+                            Some(_) => format!("{} unit-{}", origin_class(t.origin, t.control), if parity { "a" } else { "b" }),
+                            None => origin_class(t.origin, t.control).to_owned(),
+                        };
+                        let title = match &t.unit {
+                            Some(u) => format!("id {} · {u}", t.id),
+                            None => format!("id {}", t.id),
+                        };
+                        let label = starts_unit.then(|| view! {
+                            <span class="unit-label" data-testid="hood-unit-label">{t.unit.clone().unwrap_or_default()}</span>
+                        });
+                        view! {
+                            {label}
+                            <span class=class title=title data-testid="hood-token" data-unit=t.unit.clone()>{t.text}</span>
+                        }
+                    }).collect_view()
+                }}
                 {move || {
                     let stop = state.last_stop.get().map(|s| s.id);
                     let tokens = state.reply_tokens.get();
@@ -415,6 +460,25 @@ fn Hood(state: AppState) -> impl IntoView {
                     }).collect_view()
                 }}
             </div>
+            <h3>"Charter's system block, unit by unit"</h3>
+            <table class="small" data-testid="hood-units">
+                <thead><tr><th>"unit"</th><th>"form"</th><th>"tokens"</th></tr></thead>
+                <tbody>
+                    {move || {
+                        let tokens = state.context_tokens.get();
+                        state.model.get().and_then(|m| m.system_block).map(|b| {
+                            let mut rows: Vec<(String, String)> = b.units.iter().map(|u| (u.id.clone(), u.form.as_str().to_owned())).collect();
+                            if b.operator_block {
+                                rows.push((charter_core::constitution::OPERATOR_UNIT.to_owned(), "as written".to_owned()));
+                            }
+                            rows.into_iter().map(|(id, form)| {
+                                let n = tokens.iter().filter(|t| t.unit.as_deref() == Some(id.as_str())).count();
+                                view! { <tr data-testid="hood-unit-row" data-unit-id=id.clone()><td>{id.clone()}</td><td>{form}</td><td>{if tokens.is_empty() { "–".to_owned() } else { n.to_string() }}</td></tr> }
+                            }).collect_view()
+                        })
+                    }}
+                </tbody>
+            </table>
             <h3>"Masked in every reply"</h3>
             <p class="tokens small" data-testid="hood-masked">
                 {move || state.model.get().map(|m| m.masked_tokens.into_iter().map(|t| view! { <span class="tok control" title=format!("id {}", t.id)>{t.text}</span> }).collect_view())}
@@ -492,6 +556,25 @@ fn ConstitutionView(state: AppState) -> impl IntoView {
             <h2>"Charter's constitution"</h2>
             <p class="small">"Charter composes the most important parts of its constitution that fit the model's budget and puts them first in every conversation; the operator's instructions come after, then yours. Nothing you type can pose as either."</p>
             <p data-testid="constitution-budget">{summary}</p>
+            <p class="small" data-testid="constitution-layers">{move || {
+                let op = state.operator.get();
+                let mut parts = Vec::new();
+                match &op {
+                    Some(o) => {
+                        let source = if state.operator_deployed.get() { "deployed with this site" } else { "set on this device" };
+                        parts.push(format!("Operator settings {source}."));
+                        if !o.disable.is_empty() {
+                            parts.push(format!("Switched off by the operator: {}.", o.disable.join(", ")));
+                        }
+                    }
+                    None => parts.push("No operator settings.".to_owned()),
+                }
+                let user = state.user_settings.get();
+                if !user.disable.is_empty() {
+                    parts.push(format!("Switched off by you: {}.", user.disable.join(", ")));
+                }
+                parts.join(" ")
+            }}</p>
             <ul class="units">
                 {units.into_iter().map(|u| {
                     let id = u.id.clone();

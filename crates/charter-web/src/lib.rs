@@ -19,6 +19,10 @@ mod client;
 #[cfg(target_arch = "wasm32")]
 mod idb;
 #[cfg(target_arch = "wasm32")]
+mod layers;
+#[cfg(target_arch = "wasm32")]
+mod operator;
+#[cfg(target_arch = "wasm32")]
 mod simd;
 #[cfg(target_arch = "wasm32")]
 mod state;

@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use charter_core::catalog::{Catalog, CatalogModel};
+use charter_core::constitution::{Constitution, OperatorConfig, UserSettings};
 use charter_core::{GenerateOptions, Role};
 use charter_protocol::{
     BackendReport, ContextToken, ErrorKind, Event, LoadedModel, ModelRef, ModelSource, Phase, Request, StoredModel,
@@ -47,6 +48,8 @@ pub enum Panel {
     Chats,
     /// Charter's constitution and what of it is in the prompt.
     Constitution,
+    /// The site operator's configuration.
+    Operator,
 }
 
 /// What a request was for, so its events go to the right place.
@@ -57,6 +60,7 @@ enum Pending {
     Generate,
     Predict,
     List { autostart: bool },
+    Configure { operator: Option<OperatorConfig>, user: UserSettings },
 }
 
 thread_local! {
@@ -122,6 +126,27 @@ pub struct AppState {
     pub active: RwSignal<Option<ModelSource>>,
     /// How many of the oldest messages the last prompt left out.
     pub dropped: RwSignal<usize>,
+    /// The operator's configuration in force (accepted by the worker).
+    pub operator: RwSignal<Option<OperatorConfig>>,
+    /// Whether that configuration was deployed with the site (and so cannot be changed
+    /// from the page).
+    pub operator_deployed: RwSignal<bool>,
+    /// The user's settings in force.
+    pub user_settings: RwSignal<UserSettings>,
+    /// Whether a configuration is being checked and read into the model.
+    pub configuring: RwSignal<bool>,
+    /// The outcome of the last configuration: `Ok` with what changed, `Err` with why it
+    /// was refused.
+    pub config_result: RwSignal<Option<Result<String, String>>>,
+}
+
+/// Checks layers against the constitution compiled into the app.
+pub fn check_layers(operator: Option<&OperatorConfig>, user: &UserSettings) -> Result<(), String> {
+    let constitution = Constitution::builtin().map_err(|e| e.to_string())?;
+    if let Some(op) = operator {
+        op.validate(&constitution).map_err(|e| e.to_string())?;
+    }
+    user.validate(&constitution, operator).map_err(|e| e.to_string())
 }
 
 /// The catalog compiled into the app.
@@ -186,6 +211,55 @@ impl AppState {
             panel: RwSignal::new(Panel::Closed),
             active: RwSignal::new(None),
             dropped: RwSignal::new(0),
+            operator: RwSignal::new(None),
+            operator_deployed: RwSignal::new(false),
+            user_settings: RwSignal::new(UserSettings::default()),
+            configuring: RwSignal::new(false),
+            config_result: RwSignal::new(None),
+        }
+    }
+
+    /// Asks the worker to put new layers under the constitution. They are checked here
+    /// first (so a refusal is immediate and names the unit) and again in the worker,
+    /// which also counts the operator's text in the model's tokens; they take effect,
+    /// and are saved, only once the worker accepts them.
+    pub fn configure(self, operator: Option<OperatorConfig>, user: UserSettings) {
+        let operator = operator.filter(|o| !o.is_empty());
+        if let Err(e) = check_layers(operator.as_ref(), &user) {
+            self.config_result.set(Some(Err(e)));
+            return;
+        }
+        let id = client::send(Request::Configure { operator: operator.clone(), user: user.clone() });
+        remember(id, Pending::Configure { operator, user });
+        self.configuring.set(true);
+        self.config_result.set(None);
+    }
+
+    fn configured(self, operator: Option<OperatorConfig>, user: UserSettings, block: Option<charter_protocol::SystemBlock>) {
+        self.configuring.set(false);
+        let changed = self.operator.get_untracked() != operator || self.user_settings.get_untracked() != user;
+        if !self.operator_deployed.get_untracked() {
+            crate::layers::save_local_operator(operator.as_ref());
+        }
+        crate::layers::save_user(&user);
+        self.operator.set(operator);
+        self.user_settings.set(user);
+        let summary = match &block {
+            Some(b) => format!("Applied: the system block is now {} tokens of {}.", b.tokens, b.budget),
+            None => "Saved: it applies when a model is loaded.".to_owned(),
+        };
+        if let Some(block) = block {
+            self.model.update(|m| {
+                if let Some(m) = m {
+                    m.system_block = Some(block);
+                }
+            });
+        }
+        if let Some(m) = self.model.get_untracked() {
+            self.status.set(Status::Ready(format!("Ready: {}", m.name)));
+        }
+        if changed {
+            self.config_result.set(Some(Ok(summary)));
         }
     }
 
@@ -402,7 +476,15 @@ impl AppState {
         match event {
             Event::Ready { backend } => {
                 self.backend.set(Some(backend));
+                // The layers go first: the load that follows composes under them.
+                self.configure(self.operator.get_untracked(), self.user_settings.get_untracked());
                 self.list(true);
+            }
+            Event::Configured { system_block } => {
+                forget(id);
+                if let Some(Pending::Configure { operator, user }) = kind {
+                    self.configured(operator, user, system_block);
+                }
             }
             Event::Progress { phase, done, total } => self.progress(phase, done, total),
             Event::Stored { model } => {
@@ -483,6 +565,13 @@ impl AppState {
                     Some(Pending::Predict) => {
                         self.notice.set(Some(error.message));
                         self.prediction_ended();
+                    }
+                    Some(Pending::Configure { .. }) => {
+                        self.configuring.set(false);
+                        self.config_result.set(Some(Err(error.message)));
+                        if let Some(m) = self.model.get_untracked() {
+                            self.status.set(Status::Ready(format!("Ready: {}", m.name)));
+                        }
                     }
                     Some(Pending::Download { .. }) | Some(Pending::Load) => {
                         let advice = match error.kind {

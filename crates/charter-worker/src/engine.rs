@@ -8,9 +8,36 @@ use charter_core::{Message, Prompt, Reply, Session, StopReason, TokenOrigin, Tur
 use charter_engine::tokenizer::Tokenizer;
 use charter_engine::{CpuDecoder, LoadOptions, Model, ModelInfo};
 use charter_core::template::ChatTemplate;
-use charter_core::constitution::{Composed, Constitution, compose};
+use charter_core::constitution::{Composed, Constitution, OperatorConfig, UserSettings, compose, mark_units};
 use charter_core::history::trim_to_fit;
 use charter_protocol::{ContextToken, ErrorKind, FinishedReply, LoadedModel, Origin, SystemBlock, TokenText, WorkerError};
+
+/// The layers under Charter's constitution: the site operator's configuration and the
+/// user's settings, as last accepted.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    /// The operator's configuration, where a site has one.
+    pub operator: Option<OperatorConfig>,
+    /// The user's settings.
+    pub user: UserSettings,
+}
+
+impl Layers {
+    /// Checks both layers against the constitution (the token cap on the operator's
+    /// text is checked when a block is composed with a model's tokenizer).
+    pub fn validate(&self) -> Result<(), WorkerError> {
+        let constitution = builtin()?;
+        let refused = |e: charter_core::constitution::OperatorError| WorkerError::new(ErrorKind::Config, e.to_string());
+        if let Some(op) = &self.operator {
+            op.validate(&constitution).map_err(refused)?;
+        }
+        self.user.validate(&constitution, self.operator.as_ref()).map_err(refused)
+    }
+}
+
+fn builtin() -> Result<Constitution, WorkerError> {
+    Constitution::builtin().map_err(|e| WorkerError::new(ErrorKind::Internal, format!("Charter's constitution: {e}")))
+}
 
 /// A model ready to chat.
 pub struct Engine {
@@ -25,7 +52,7 @@ pub struct Engine {
     /// The decoder and what its KV cache holds.
     pub session: Session<CpuDecoder>,
     /// Charter's system block for this model, and the budget it was composed for.
-    pub system: Option<(Composed, usize)>,
+    pub system: (Composed, usize),
     /// Tokens kept free for the reply when older messages are dropped.
     pub reply_reserve: usize,
 }
@@ -37,20 +64,34 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Loads a GGUF held in memory.
-    pub fn load(bytes: &[u8], context_length: Option<usize>) -> Result<Engine, WorkerError> {
+    /// Loads a GGUF held in memory and composes its system block under `layers`. A
+    /// block that cannot be composed (the operator's text over its cap, a window too
+    /// small for the hard limits) fails the load: Charter does not run without it.
+    pub fn load(bytes: &[u8], context_length: Option<usize>, layers: &Layers) -> Result<Engine, WorkerError> {
         let model = Model::load(bytes, &LoadOptions { context_length })
             .map_err(|e| WorkerError::new(ErrorKind::BadModel, format!("this file is not a model Charter can run: {e}")))?;
         let Model { info, tokenizer, template, policy, decoder } = model;
-        let constitution = Constitution::builtin()
-            .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("Charter's constitution: {e}")))?;
+        let constitution = builtin()?;
         let (_, profile) = constitution.profile_for(info.name.as_deref().unwrap_or(""), &info.architecture);
         // The block never takes more than a quarter of a small window.
         let budget = profile.system_cap.min(info.context_length / 4);
-        let count = |text: &str| tokenizer.encode(text, false).map(|ids| ids.len()).map_err(|e| e.to_string());
-        let system = compose(&constitution, budget, None, None, &count).ok().map(|c| (c, budget));
+        let system = (compose_block(&constitution, &tokenizer, budget, layers)?, budget);
         let reply_reserve = profile.reply_reserve.min(info.context_length / 4);
         Ok(Engine { info, tokenizer, template, policy, session: Session::new(decoder), system, reply_reserve })
+    }
+
+    /// Composes the system block again under new layers; on failure the block in force
+    /// stays. The caller re-warms the shared prefix.
+    pub fn configure(&mut self, layers: &Layers) -> Result<(), WorkerError> {
+        let block = compose_block(&builtin()?, &self.tokenizer, self.system.1, layers)?;
+        self.system.0 = block;
+        Ok(())
+    }
+
+    /// The protocol's view of the system block.
+    pub fn system_block(&self) -> SystemBlock {
+        let (c, budget) = &self.system;
+        SystemBlock { tokens: c.tokens, budget: *budget, units: c.units.clone(), operator_block: c.operator_block }
     }
 
     /// What the UI shows about the model.
@@ -65,18 +106,14 @@ impl Engine {
             masked_tokens: texts(&mut self.policy.masked_ids.iter().copied()),
             stop_strings: self.policy.stop_strings.clone(),
             load_seconds,
-            system_block: self.system.as_ref().map(|(c, budget)| SystemBlock {
-                tokens: c.tokens,
-                budget: *budget,
-                units: c.units.clone(),
-            }),
+            system_block: Some(self.system_block()),
         }
     }
 
     /// The tokens every conversation starts with (the template's opening and Charter's
     /// system block): what two conversations with different first messages share.
     pub fn shared_prefix(&self) -> Vec<u32> {
-        let Some((block, _)) = &self.system else { return Vec::new() };
+        let block = &self.system.0;
         let prompt = |text: &str| {
             let messages = [Message::system(block.text.clone()), Message::user(text)];
             build_prompt(&self.template, &self.tokenizer, &messages, true).map(|p| p.ids).unwrap_or_default()
@@ -102,7 +139,7 @@ impl Engine {
     /// and how many of the oldest messages were left out. System messages from the page
     /// are ignored: only the worker's own block speaks as the system.
     pub fn prompt(&self, messages: &[Message], predict_user: bool) -> Result<(Prompt, usize), WorkerError> {
-        let mut view: Vec<Message> = self.system.iter().map(|(c, _)| Message::system(c.text.clone())).collect();
+        let mut view = vec![Message::system(self.system.0.text.clone())];
         view.extend(messages.iter().filter(|m| m.role != charter_core::Role::System).cloned());
         let capacity = self.info.context_length;
         let reserve = self.reply_reserve;
@@ -126,16 +163,20 @@ impl Engine {
     }
 
     /// The prompt's tokens coloured by who wrote them.
+    /// Tokens of the system block carry the unit that wrote them.
     pub fn context_tokens(&self, prompt: &Prompt) -> Vec<ContextToken> {
+        let units = mark_units(prompt, &self.tokenizer, &self.system.0);
         prompt
             .ids
             .iter()
             .zip(&prompt.origins)
-            .map(|(&id, &origin)| ContextToken {
+            .zip(units)
+            .map(|((&id, &origin), unit)| ContextToken {
                 id,
                 text: self.display(id),
                 origin: origin_of(origin),
                 control: self.tokenizer.is_control(id),
+                unit,
             })
             .collect()
     }
@@ -154,6 +195,7 @@ impl Engine {
                 text: self.display(id),
                 origin: Origin::Assistant,
                 control: self.tokenizer.is_control(id),
+                unit: None,
             })
             .collect();
         FinishedReply {
@@ -166,6 +208,18 @@ impl Engine {
             stats: reply.stats,
         }
     }
+}
+
+fn compose_block(
+    constitution: &Constitution,
+    tokenizer: &Tokenizer,
+    budget: usize,
+    layers: &Layers,
+) -> Result<Composed, WorkerError> {
+    let count = |text: &str| tokenizer.encode(text, false).map(|ids| ids.len()).map_err(|e| e.to_string());
+    compose(constitution, budget, layers.operator.as_ref(), Some(&layers.user), &count).map_err(|e| {
+        WorkerError::new(ErrorKind::Config, format!("Charter's system block for this model ({budget} tokens) cannot be composed: {e}"))
+    })
 }
 
 fn origin_of(origin: TokenOrigin) -> Origin {

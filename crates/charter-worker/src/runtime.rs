@@ -12,7 +12,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Blob, MessageEvent};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Layers};
 use crate::js::{now, scope, settle, yield_now};
 use crate::{backend, fetch, storage};
 
@@ -25,8 +25,10 @@ struct State {
     generating: Cell<Option<u64>>,
     /// The id a cancel named.
     cancelled: Cell<Option<u64>>,
-    /// Whether a load is under way.
+    /// Whether a load (or a new system block's prefill) is under way.
     loading: Cell<bool>,
+    /// The operator's and the user's layers in force.
+    layers: RefCell<Layers>,
 }
 
 fn post(id: u64, event: Event) {
@@ -74,6 +76,7 @@ async fn handle(state: Rc<State>, id: u64, request: Request, attachment: Option<
         Request::Generate { messages, options, predict_user } => {
             generate(&state, id, &messages, &options, predict_user).await
         }
+        Request::Configure { operator, user } => configure(&state, id, Layers { operator, user }).await,
         Request::ListStored => storage::list().await.map(|models| post(id, Event::StoredList { models })),
         Request::Delete { url } => async {
             storage::delete(&url).await?;
@@ -154,7 +157,8 @@ async fn load_inner(
     let started = now();
     // Free the previous model first: two models at once may not fit in a tab.
     state.engine.replace(None);
-    let mut engine = Engine::load(&bytes, context_length)?;
+    let layers = state.layers.borrow().clone();
+    let mut engine = Engine::load(&bytes, context_length, &layers)?;
     drop(bytes);
     let prefix = engine.shared_prefix().len() as u64;
     post(id, Event::Progress { phase: Phase::Preparing, done: 0, total: Some(prefix) });
@@ -164,6 +168,41 @@ async fn load_inner(
     state.engine.replace(Some(engine));
     post(id, Event::Loaded { model });
     Ok(())
+}
+
+/// Checks new layers, and with a model loaded composes its block under them and reads
+/// it into the model; a refusal leaves the layers in force as they were.
+async fn configure(state: &State, id: u64, layers: Layers) -> Result<(), WorkerError> {
+    layers.validate()?;
+    if state.generating.get().is_some() || state.loading.get() {
+        return Err(WorkerError::new(ErrorKind::Busy, "the worker is busy; try again when the reply or the load has finished"));
+    }
+    let Some(mut engine) = state.engine.borrow_mut().take() else {
+        state.layers.replace(layers);
+        post(id, Event::Configured { system_block: None });
+        return Ok(());
+    };
+    state.loading.set(true);
+    let result = reconfigure(id, &mut engine, &layers).await;
+    state.engine.replace(Some(engine));
+    state.loading.set(false);
+    let block = result?;
+    state.layers.replace(layers);
+    post(id, Event::Configured { system_block: Some(block) });
+    Ok(())
+}
+
+async fn reconfigure(id: u64, engine: &mut Engine, layers: &Layers) -> Result<charter_protocol::SystemBlock, WorkerError> {
+    let previous = engine.system.0.clone();
+    engine.configure(layers)?;
+    let prefix = engine.shared_prefix().len() as u64;
+    post(id, Event::Progress { phase: Phase::Preparing, done: 0, total: Some(prefix) });
+    yield_now().await;
+    if let Err(e) = engine.warm() {
+        engine.system.0 = previous;
+        return Err(e);
+    }
+    Ok(engine.system_block())
 }
 
 struct Hooks<'a> {

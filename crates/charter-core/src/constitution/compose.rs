@@ -38,6 +38,32 @@ pub struct Composed {
     pub units: Vec<ComposedUnit>,
     /// Whether the operator's block is included.
     pub operator_block: bool,
+    /// Where each unit (and the operator's block, as [`OPERATOR_UNIT`]) lies in `text`,
+    /// in order.
+    #[serde(skip)]
+    pub spans: Vec<UnitSpan>,
+}
+
+/// The bytes of the block's text that one unit wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitSpan {
+    /// The unit's id, or [`OPERATOR_UNIT`].
+    pub id: String,
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+}
+
+/// The name the operator's block goes by where units are listed.
+pub const OPERATOR_UNIT: &str = "operator";
+
+impl Composed {
+    /// The unit that wrote the byte at `offset` of the text; the blank line between two
+    /// units counts to the one after it.
+    pub fn unit_at(&self, offset: usize) -> Option<&str> {
+        self.spans.iter().find(|s| offset < s.end).map(|s| s.id.as_str())
+    }
 }
 
 /// Why no block could be composed.
@@ -107,13 +133,18 @@ pub fn compose(
             return Err(ComposeError::OperatorTooLong { tokens });
         }
     }
-    let render = |state: &BTreeMap<&str, Form>| -> String {
-        let mut parts: Vec<&str> =
-            active.iter().filter_map(|u| state.get(u.id.as_str()).and_then(|f| u.text(*f))).collect();
+    let parts = |state: &BTreeMap<&str, Form>| -> Vec<(&str, &str)> {
+        let mut parts: Vec<(&str, &str)> = active
+            .iter()
+            .filter_map(|u| state.get(u.id.as_str()).and_then(|f| u.text(*f)).map(|t| (u.id.as_str(), t)))
+            .collect();
         if let Some(op) = &operator_text {
-            parts.push(op);
+            parts.push((OPERATOR_UNIT, op));
         }
-        parts.join("\n\n")
+        parts
+    };
+    let render = |state: &BTreeMap<&str, Form>| -> String {
+        parts(state).iter().map(|(_, t)| *t).collect::<Vec<_>>().join("\n\n")
     };
     let measure = |state: &BTreeMap<&str, Form>| count(&render(state)).map_err(ComposeError::Tokenize);
 
@@ -144,6 +175,12 @@ pub fn compose(
     }
     let text = render(&state);
     let tokens = count(&text).map_err(ComposeError::Tokenize)?;
+    let mut spans = Vec::new();
+    let mut offset = 0;
+    for (id, part) in parts(&state) {
+        spans.push(UnitSpan { id: id.to_owned(), start: offset, end: offset + part.len() });
+        offset += part.len() + 2;
+    }
     let mut units = Vec::new();
     for u in &active {
         if let Some(&form) = state.get(u.id.as_str()) {
@@ -151,5 +188,5 @@ pub fn compose(
             units.push(ComposedUnit { id: u.id.clone(), form, tokens: count(t).map_err(ComposeError::Tokenize)? });
         }
     }
-    Ok(Composed { text, tokens, units, operator_block: operator_text.is_some() })
+    Ok(Composed { text, tokens, units, operator_block: operator_text.is_some(), spans })
 }

@@ -1,18 +1,21 @@
 //! Charter's constitution: units with front matter (`unit`), a manifest of kinds and
 //! per-model profiles (`manifest`), the operator's layer (`operator`) and the composer
-//! that fits the most important parts into a model's budget (`compose`).
+//! that fits the most important parts into a model's budget (`compose`), and the marks
+//! that say which unit wrote each token of the block (`marks`).
 //!
 //! The files in `constitution/` are checked by the build script and compiled in;
 //! [`Constitution::builtin`] reads them back.
 
 pub mod compose;
 pub mod manifest;
+pub mod marks;
 pub mod operator;
 pub mod unit;
 
 use std::fmt;
 
-pub use compose::{ComposeError, Composed, ComposedUnit, compose};
+pub use compose::{ComposeError, Composed, ComposedUnit, OPERATOR_UNIT, UnitSpan, compose};
+pub use marks::mark_units;
 pub use manifest::{Manifest, Profile};
 pub use operator::{OperatorConfig, OperatorError, UserSettings};
 pub use unit::{AdjustableBy, Form, Kind, Tier, Unit};

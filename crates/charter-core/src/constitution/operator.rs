@@ -94,6 +94,21 @@ impl OperatorConfig {
         Ok(config)
     }
 
+    /// The configuration as the TOML file a site owner deploys (the format `parse` reads).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Whether it sets nothing at all.
+    pub fn is_empty(&self) -> bool {
+        *self == OperatorConfig::default()
+    }
+
+    /// The units an operator may switch off, in layout order.
+    pub fn switchable(constitution: &Constitution) -> impl Iterator<Item = &super::Unit> {
+        constitution.units.iter().filter(|u| u.adjustable_by.by_operator())
+    }
+
     /// Checks every switch against what the constitution allows the operator.
     pub fn validate(&self, constitution: &Constitution) -> Result<(), OperatorError> {
         for id in &self.disable {
@@ -144,6 +159,19 @@ pub struct UserSettings {
 }
 
 impl UserSettings {
+    /// The units a user may switch off under `operator`, in layout order: those the
+    /// constitution leaves to users and, where both may adjust a unit and an operator has
+    /// set up the site, that the operator passed on.
+    pub fn switchable<'a>(
+        constitution: &'a Constitution,
+        operator: Option<&'a OperatorConfig>,
+    ) -> impl Iterator<Item = &'a super::Unit> {
+        constitution.units.iter().filter(move |u| {
+            let probe = UserSettings { disable: vec![u.id.clone()] };
+            probe.validate(constitution, operator).is_ok()
+        })
+    }
+
     /// Checks each switch: the constitution must let users adjust the unit, and where an
     /// operator has set up the site, a unit both may adjust must be one the operator
     /// passed on to users.
