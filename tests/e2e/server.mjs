@@ -26,6 +26,7 @@ export async function startServer({ dist, model }) {
     faults: {},          // { dropAfter, corrupt, notFound, bytesPerSecond }
     modelRequests: [],   // { range } per request to /models/
     operatorToml: null,  // a site owner's operator.toml, served when set
+    operatorType: null,  // its content type, when not application/toml
   };
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://x');
@@ -56,7 +57,7 @@ export async function startServer({ dist, model }) {
       return res.end();
     }
     if (url.pathname === '/operator.toml' && state.operatorToml != null) {
-      res.writeHead(200, { 'content-type': 'application/toml', 'cache-control': 'no-cache' });
+      res.writeHead(200, { 'content-type': state.operatorType || 'application/toml', 'cache-control': 'no-cache' });
       return res.end(state.operatorToml);
     }
     let file = path.join(dist, path.normalize(decodeURIComponent(url.pathname)).replace(/^(\.\.[/\\])+/, ''));

@@ -239,6 +239,36 @@ impl<M: LanguageModel> Session<M> {
         Ok(())
     }
 
+    /// Takes over a KV state that `restore` puts into the model from elsewhere (a saved
+    /// prefill of `tokens`, from an earlier load of the same model): afterwards the
+    /// session knows the cache holds `tokens`. If `restore` fails, or leaves another
+    /// number of positions, the cache is emptied and the error returned.
+    pub fn restore(
+        &mut self,
+        tokens: &[u32],
+        restore: impl FnOnce(&mut M) -> Result<(), ModelError>,
+    ) -> Result<(), GenerateError> {
+        self.rewind(0);
+        let result = restore(&mut self.model).and_then(|()| {
+            let n = self.model.n_cached();
+            if n == tokens.len() {
+                Ok(())
+            } else {
+                Err(format!("the restored state holds {n} positions, not {}", tokens.len()).into())
+            }
+        });
+        match result {
+            Ok(()) => {
+                self.cached = tokens.to_vec();
+                Ok(())
+            }
+            Err(e) => {
+                self.model.truncate(0);
+                Err(GenerateError::Model(e))
+            }
+        }
+    }
+
     /// Teacher-forced scoring: the logits predicting each of `ids` after `prompt` (row
     /// `i` follows `prompt` and `ids[..i]`), reusing the cached prefix.
     pub fn score(&mut self, prompt: &[u32], ids: &[u32]) -> Result<Vec<Vec<f32>>, GenerateError> {

@@ -133,6 +133,12 @@ pub trait Backend {
         start: usize,
         params: &AttentionParams,
     ) -> Result<Self::Tensor, BackendError>;
+    /// The first `len` positions of a cache, as `(n_kv_heads, len, head_dim)` row-major
+    /// `f32` (to keep a prefilled state, such as Charter's system block, across loads).
+    fn read_cache(&self, cache: &Self::Cache, len: usize) -> Result<Vec<f32>, BackendError>;
+    /// Writes `data`, laid out as [`Backend::read_cache`] returns it, into the first
+    /// `len` positions of a cache.
+    fn write_cache(&self, cache: &mut Self::Cache, data: &[f32], len: usize) -> Result<(), BackendError>;
     /// Rows `from..` of `x`.
     fn rows_from(&self, x: &Self::Tensor, from: usize) -> Result<Self::Tensor, BackendError>;
     /// Reads a tensor back as row-major `f32`.

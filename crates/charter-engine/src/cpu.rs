@@ -164,6 +164,28 @@ impl Backend for CpuBackend {
         Ok((a * up)?)
     }
 
+    fn read_cache(&self, cache: &Tensor, len: usize) -> Result<Vec<f32>, BackendError> {
+        if len > cache.dim(1)? {
+            return Err(BackendError::Shape(format!("reading {len} positions of a cache of {}", cache.dim(1)?)));
+        }
+        Ok(cache.narrow(1, 0, len)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    fn write_cache(&self, cache: &mut Tensor, data: &[f32], len: usize) -> Result<(), BackendError> {
+        let (heads, capacity, head_dim) = cache.dims3()?;
+        if len > capacity || data.len() != heads * len * head_dim {
+            return Err(BackendError::Shape(format!(
+                "writing {} values as {len} positions into a cache of {heads}×{capacity}×{head_dim}",
+                data.len()
+            )));
+        }
+        if len > 0 {
+            let t = Tensor::from_slice(data, (heads, len, head_dim), &Device::Cpu)?;
+            cache.slice_set(&t, 1, 0)?;
+        }
+        Ok(())
+    }
+
     fn attention(
         &self,
         q: &Tensor,

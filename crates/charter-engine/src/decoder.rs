@@ -54,10 +54,16 @@ pub enum DecoderError {
     /// A token id outside the vocabulary.
     #[error("token id {0} is outside the vocabulary")]
     BadToken(u32),
+    /// A saved KV state that does not belong to this model.
+    #[error("saved model state does not fit this model: {0}")]
+    State(String),
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
+
+/// The first bytes of a saved KV state (and its layout's version).
+const STATE_MAGIC: &[u8; 4] = b"CKV1";
 
 struct Layer<B: Backend> {
     attn_norm: B::Vector,
@@ -222,6 +228,69 @@ impl<B: Backend> Decoder<B> {
     /// Forgets positions from `len` on.
     pub fn truncate(&mut self, len: usize) {
         self.n_cached = self.n_cached.min(len);
+    }
+
+    /// The first `len` positions of the KV cache as bytes, for [`Decoder::restore_state`]
+    /// on a later load of the same model: a header (magic, layers, KV heads, head
+    /// dimension, positions), then each layer's keys and values as little-endian `f32`.
+    pub fn save_state(&self, len: usize) -> Result<Vec<u8>, DecoderError> {
+        if len > self.n_cached {
+            return Err(DecoderError::State(format!("{len} positions asked for, {} filled", self.n_cached)));
+        }
+        let c = &self.config;
+        let per_cache = c.n_kv_heads * len * c.head_dim;
+        let mut out = Vec::with_capacity(20 + self.layers.len() * 2 * per_cache * 4);
+        out.extend_from_slice(STATE_MAGIC);
+        for n in [self.layers.len(), c.n_kv_heads, c.head_dim, len] {
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+        for layer in &self.layers {
+            for cache in [&layer.k_cache, &layer.v_cache] {
+                for x in self.backend.read_cache(cache, len)? {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fills the KV cache from [`Decoder::save_state`]'s bytes and returns how many
+    /// positions they hold. Bytes of another shape are refused and leave the cache empty.
+    pub fn restore_state(&mut self, bytes: &[u8]) -> Result<usize, DecoderError> {
+        self.n_cached = 0;
+        let bad = |what: &str| DecoderError::State(what.to_owned());
+        let header = bytes.get(..20).ok_or_else(|| bad("too short"))?;
+        if &header[..4] != STATE_MAGIC {
+            return Err(bad("not a saved state of this version"));
+        }
+        let field = |i: usize| u32::from_le_bytes([header[4 + 4 * i], header[5 + 4 * i], header[6 + 4 * i], header[7 + 4 * i]]) as usize;
+        let (layers, heads, head_dim, len) = (field(0), field(1), field(2), field(3));
+        let c = &self.config;
+        if (layers, heads, head_dim) != (self.layers.len(), c.n_kv_heads, c.head_dim) {
+            return Err(DecoderError::State(format!(
+                "{layers} layers of {heads}×{head_dim}, this model has {} of {}×{}",
+                self.layers.len(),
+                c.n_kv_heads,
+                c.head_dim
+            )));
+        }
+        if len >= self.capacity {
+            return Err(DecoderError::State(format!("{len} positions, the context holds {}", self.capacity)));
+        }
+        let per_cache = heads * len * head_dim;
+        let body = &bytes[20..];
+        if body.len() != layers * 2 * per_cache * 4 {
+            return Err(bad("its length does not match its header"));
+        }
+        let mut values = body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        for layer in &mut self.layers {
+            for cache in [&mut layer.k_cache, &mut layer.v_cache] {
+                let data: Vec<f32> = values.by_ref().take(per_cache).collect();
+                self.backend.write_cache(cache, &data, len)?;
+            }
+        }
+        self.n_cached = len;
+        Ok(len)
     }
 
     /// Appends `tokens` and returns logits: for the last token only, or for every token

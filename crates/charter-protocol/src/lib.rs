@@ -309,6 +309,10 @@ pub struct SystemBlock {
     pub units: Vec<charter_core::constitution::ComposedUnit>,
     /// Whether the operator's block follows the units.
     pub operator_block: bool,
+    /// Whether the model's state after the block was restored from this browser's
+    /// storage rather than computed by running the block through the model.
+    #[serde(default)]
+    pub restored: bool,
 }
 
 /// A token id with its text.

@@ -548,7 +548,17 @@ fn ConstitutionView(state: AppState) -> impl IntoView {
     let constitution = charter_core::constitution::Constitution::builtin().ok();
     let units = constitution.map(|c| c.units).unwrap_or_default();
     let summary = move || match state.model.get().and_then(|m| m.system_block) {
-        Some(b) => format!("{} of {} tokens in the system block, {} units.", b.tokens, b.budget, b.units.len()),
+        Some(b) => format!(
+            "{} of {} tokens in the system block, {} units. {}",
+            b.tokens,
+            b.budget,
+            b.units.len(),
+            if b.restored {
+                "The model's state after it was restored from this browser's storage."
+            } else {
+                "It was run through the model once, at load; the state after it is kept for the next load."
+            }
+        ),
         None => "Load a model to see what fits its budget.".to_owned(),
     };
     view! {

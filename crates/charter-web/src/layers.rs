@@ -76,7 +76,10 @@ async fn fetch_deployed() -> Result<Option<String>, ()> {
     init.set_cache(RequestCache::NoCache);
     let response = JsFuture::from(window.fetch_with_str_and_init(DEPLOYED_FILE, &init)).await.map_err(|_| ())?;
     let response: Response = response.dyn_into().map_err(|_| ())?;
-    if response.status() == 404 {
+    // Hosts that answer every path with the app's own page (single-page fallbacks) have
+    // no operator file either.
+    let html = response.headers().get("content-type").ok().flatten().is_some_and(|t| t.contains("html"));
+    if response.status() == 404 || (response.ok() && html) {
         return Ok(None);
     }
     if !response.ok() {

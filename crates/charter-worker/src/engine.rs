@@ -91,7 +91,13 @@ impl Engine {
     /// The protocol's view of the system block.
     pub fn system_block(&self) -> SystemBlock {
         let (c, budget) = &self.system;
-        SystemBlock { tokens: c.tokens, budget: *budget, units: c.units.clone(), operator_block: c.operator_block }
+        SystemBlock {
+            tokens: c.tokens,
+            budget: *budget,
+            units: c.units.clone(),
+            operator_block: c.operator_block,
+            restored: false,
+        }
     }
 
     /// What the UI shows about the model.
@@ -131,6 +137,21 @@ impl Engine {
             .prefill(&prefix)
             .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("preparing the system block: {e}")))?;
         Ok(prefix.len())
+    }
+
+    /// The KV state after the shared prefix, once [`Engine::warm`] has run.
+    pub fn save_state(&self) -> Result<Vec<u8>, WorkerError> {
+        let n = self.session.cached_tokens().len();
+        self.session
+            .model()
+            .save_state(n)
+            .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("saving the model's state: {e}")))
+    }
+
+    /// Restores a state saved after `prefix` by [`Engine::save_state`]; `false` (and an
+    /// empty cache) when the bytes do not fit this model.
+    pub fn restore_state(&mut self, prefix: &[u32], bytes: &[u8]) -> bool {
+        self.session.restore(prefix, |decoder| decoder.restore_state(bytes).map(|_| ()).map_err(Into::into)).is_ok()
     }
 
     /// The prompt for the assistant's next message, or, with `predict_user`, the

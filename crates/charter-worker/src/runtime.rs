@@ -14,7 +14,7 @@ use web_sys::{Blob, MessageEvent};
 
 use crate::engine::{Engine, Layers};
 use crate::js::{now, scope, settle, yield_now};
-use crate::{backend, fetch, storage};
+use crate::{backend, fetch, state_store, storage};
 
 /// Everything the worker remembers between messages.
 #[derive(Default)]
@@ -29,6 +29,8 @@ struct State {
     loading: Cell<bool>,
     /// The operator's and the user's layers in force.
     layers: RefCell<Layers>,
+    /// What the loaded model's saved states are filed under (stored models only).
+    state_model: RefCell<Option<state_store::ModelKey>>,
 }
 
 fn post(id: u64, event: Event) {
@@ -80,6 +82,7 @@ async fn handle(state: Rc<State>, id: u64, request: Request, attachment: Option<
         Request::ListStored => storage::list().await.map(|models| post(id, Event::StoredList { models })),
         Request::Delete { url } => async {
             storage::delete(&url).await?;
+            state_store::delete_for(&url).await;
             post(id, Event::StoredList { models: storage::list().await? });
             Ok(())
         }
@@ -138,8 +141,8 @@ async fn load_inner(
     attachment: Option<JsValue>,
 ) -> Result<(), WorkerError> {
     post(id, Event::Progress { phase: Phase::Reading, done: 0, total: None });
-    let bytes = match source {
-        ModelSource::Stored { url } => storage::get(&url).await?.ok_or_else(|| {
+    let bytes = match &source {
+        ModelSource::Stored { url } => storage::get(url).await?.ok_or_else(|| {
             WorkerError::new(ErrorKind::NoModel, format!("{url} is not in storage; download it first"))
         })?,
         ModelSource::File { name } => {
@@ -159,15 +162,47 @@ async fn load_inner(
     state.engine.replace(None);
     let layers = state.layers.borrow().clone();
     let mut engine = Engine::load(&bytes, context_length, &layers)?;
+    // Only a stored model has a name that pins its bytes; a picked file prefills.
+    let state_model = match &source {
+        ModelSource::Stored { url } => Some((url.clone(), bytes.len())),
+        ModelSource::File { .. } => None,
+    };
     drop(bytes);
-    let prefix = engine.shared_prefix().len() as u64;
-    post(id, Event::Progress { phase: Phase::Preparing, done: 0, total: Some(prefix) });
-    yield_now().await;
-    engine.warm()?;
-    let model = engine.describe(now() - started);
+    let restored = prepare(id, &mut engine, state_model.as_ref()).await?;
+    state.state_model.replace(state_model);
+    let mut model = engine.describe(now() - started);
+    if let Some(block) = &mut model.system_block {
+        block.restored = restored;
+    }
     state.engine.replace(Some(engine));
     post(id, Event::Loaded { model });
     Ok(())
+}
+
+/// Puts the model into its state after the shared prefix: restored from storage when
+/// this build saved it for this model and prefix before, else prefilled (and saved).
+/// Returns whether it was restored.
+async fn prepare(id: u64, engine: &mut Engine, state_model: Option<&state_store::ModelKey>) -> Result<bool, WorkerError> {
+    let prefix = engine.shared_prefix();
+    let key = state_model.map(|m| state_store::key(m, &prefix));
+    if let Some(key) = &key {
+        if let Some(bytes) = state_store::get(key).await {
+            if engine.restore_state(&prefix, &bytes) {
+                return Ok(true);
+            }
+        }
+    }
+    post(id, Event::Progress { phase: Phase::Preparing, done: 0, total: Some(prefix.len() as u64) });
+    yield_now().await;
+    engine.warm()?;
+    if let (Some(key), Some((url, _))) = (&key, state_model) {
+        if let Ok(bytes) = engine.save_state() {
+            // One state per model: storage stays bounded whatever the configurations.
+            state_store::delete_for(url).await;
+            state_store::put(key, &bytes).await;
+        }
+    }
+    Ok(false)
 }
 
 /// Checks new layers, and with a model loaded composes its block under them and reads
@@ -183,7 +218,8 @@ async fn configure(state: &State, id: u64, layers: Layers) -> Result<(), WorkerE
         return Ok(());
     };
     state.loading.set(true);
-    let result = reconfigure(id, &mut engine, &layers).await;
+    let state_model = state.state_model.borrow().clone();
+    let result = reconfigure(id, &mut engine, &layers, state_model.as_ref()).await;
     state.engine.replace(Some(engine));
     state.loading.set(false);
     let block = result?;
@@ -192,17 +228,21 @@ async fn configure(state: &State, id: u64, layers: Layers) -> Result<(), WorkerE
     Ok(())
 }
 
-async fn reconfigure(id: u64, engine: &mut Engine, layers: &Layers) -> Result<charter_protocol::SystemBlock, WorkerError> {
+async fn reconfigure(
+    id: u64,
+    engine: &mut Engine,
+    layers: &Layers,
+    state_model: Option<&state_store::ModelKey>,
+) -> Result<charter_protocol::SystemBlock, WorkerError> {
     let previous = engine.system.0.clone();
     engine.configure(layers)?;
-    let prefix = engine.shared_prefix().len() as u64;
-    post(id, Event::Progress { phase: Phase::Preparing, done: 0, total: Some(prefix) });
-    yield_now().await;
-    if let Err(e) = engine.warm() {
-        engine.system.0 = previous;
-        return Err(e);
+    match prepare(id, engine, state_model).await {
+        Ok(restored) => Ok(charter_protocol::SystemBlock { restored, ..engine.system_block() }),
+        Err(e) => {
+            engine.system.0 = previous;
+            Err(e)
+        }
     }
-    Ok(engine.system_block())
 }
 
 struct Hooks<'a> {

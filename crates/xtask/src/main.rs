@@ -124,7 +124,7 @@ fn build_web() -> anyhow::Result<PathBuf> {
     let models = fetch_models()?;
     let root = workspace_root();
     let mut c = Command::new("trunk");
-    c.args(["build", "--release"]).current_dir(&root);
+    c.args(["build", "--release"]).current_dir(&root).env("CHARTER_BUILD_ID", build_id(&root));
     run(c)?;
     let dist = root.join("dist");
     let (id, file) = default_model()?;
@@ -138,6 +138,26 @@ fn build_web() -> anyhow::Result<PathBuf> {
         }
     }
     Ok(dist)
+}
+
+/// Names this build for the worker's saved model states (a state is only restored into
+/// the build that saved it): the commit, and for a changed tree, a hash of the change.
+fn build_id(root: &Path) -> String {
+    let git = |script: &str| {
+        Command::new("sh")
+            .args(["-c", script])
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let commit = git("git rev-parse HEAD").unwrap_or_else(|| "unknown".into());
+    match git("git status --porcelain --untracked-files=no") {
+        Some(_) => format!("{commit}+{}", git("git diff HEAD | git hash-object --stdin").unwrap_or_default()),
+        None => commit,
+    }
 }
 
 fn test(extra: &[String]) -> anyhow::Result<()> {
