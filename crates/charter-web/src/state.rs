@@ -463,6 +463,7 @@ impl AppState {
         PREDICTING.with(|p| *p.borrow_mut() = (None, false));
         self.generating.set(None);
         self.streaming.set(None);
+        self.configuring.set(false);
         self.model.set(None);
         self.status.set(Status::Starting);
         self.notice.set(Some(format!(
