@@ -123,7 +123,7 @@ console.log(`\nCharter vs wllama 3.13.0 on ${path.basename(model)}, 1 thread eac
 console.log(`${'figure'.padEnd(40)} ${'Charter'.padStart(9)} ${'wllama'.padStart(9)} ${'ratio'.padStart(7)}  (better)`);
 for (const row of table) console.log(`${row.figure.padEnd(40)} ${fmt(row.charter).padStart(9)} ${fmt(row.wllama).padStart(9)} ${fmt(row.ratio).padStart(7)}  ${row.better}`);
 const tokens = e => runs[e][0]?.turns.map(t => `${t.prompt_tokens} prompt / ${t.decode_tokens} generated`).join(', ');
-console.log('Charter prefills its system block while loading, so its load time includes it and its first turn reuses it; wllama prefills it in the first turn.');
+console.log("Charter puts its model in the state after the system block while loading (prefilled at the first load, restored from the browser's storage after that), so its first turn reuses it; wllama prefills the block in the first turn.");
 console.log(`tokens per turn: Charter ${tokens('charter')}; wllama ${tokens('wllama')}`);
 fs.writeFileSync(out, JSON.stringify({ model: path.basename(model), threads: 1, max_tokens: MAX_TOKENS, rounds, turns: TURNS, table, runs }, null, 2));
 console.log(`JSON: ${out}`);
