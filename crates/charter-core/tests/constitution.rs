@@ -228,6 +228,13 @@ fn what_each_party_may_switch_off_is_listed_by_the_same_rules_that_check_it() {
         "under an operator, units both may adjust are the user's only when the operator passes them on");
     let generous = OperatorConfig { users_may_adjust: vec![user_alone[0].to_owned()], ..Default::default() };
     assert!(UserSettings::switchable(&c, Some(&generous)).any(|u| u.id == user_alone[0]));
+
+    // Both layers at once: the operator's refusal comes first, then the user's under it.
+    let user = UserSettings { disable: vec![user_alone[0].to_owned()] };
+    assert_eq!(check_layers(&c, Some(&generous), &user), Ok(()));
+    assert!(matches!(check_layers(&c, Some(&strict), &user), Err(OperatorError::NotAllowedByOperator { .. })));
+    let breaking = OperatorConfig { disable: vec!["hard-limits".into()], ..Default::default() };
+    assert!(matches!(check_layers(&c, Some(&breaking), &user), Err(OperatorError::NotAdjustable { who: "operator", .. })));
 }
 
 #[test]

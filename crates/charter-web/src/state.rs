@@ -143,10 +143,7 @@ pub struct AppState {
 /// Checks layers against the constitution compiled into the app.
 pub fn check_layers(operator: Option<&OperatorConfig>, user: &UserSettings) -> Result<(), String> {
     let constitution = Constitution::builtin().map_err(|e| e.to_string())?;
-    if let Some(op) = operator {
-        op.validate(&constitution).map_err(|e| e.to_string())?;
-    }
-    user.validate(&constitution, operator).map_err(|e| e.to_string())
+    charter_core::constitution::check_layers(&constitution, operator, user).map_err(|e| e.to_string())
 }
 
 /// The catalog compiled into the app.

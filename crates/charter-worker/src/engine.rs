@@ -8,7 +8,9 @@ use charter_core::{Message, Prompt, Reply, Session, StopReason, TokenOrigin, Tur
 use charter_engine::tokenizer::Tokenizer;
 use charter_engine::{CpuDecoder, LoadOptions, Model, ModelInfo};
 use charter_core::template::ChatTemplate;
-use charter_core::constitution::{Composed, Constitution, OperatorConfig, UserSettings, compose, mark_units};
+use charter_core::constitution::{
+    Composed, Constitution, OperatorConfig, UserSettings, check_layers, compose, mark_units,
+};
 use charter_core::history::trim_to_fit;
 use charter_protocol::{ContextToken, ErrorKind, FinishedReply, LoadedModel, Origin, SystemBlock, TokenText, WorkerError};
 
@@ -26,12 +28,8 @@ impl Layers {
     /// Checks both layers against the constitution (the token cap on the operator's
     /// text is checked when a block is composed with a model's tokenizer).
     pub fn validate(&self) -> Result<(), WorkerError> {
-        let constitution = builtin()?;
-        let refused = |e: charter_core::constitution::OperatorError| WorkerError::new(ErrorKind::Config, e.to_string());
-        if let Some(op) = &self.operator {
-            op.validate(&constitution).map_err(refused)?;
-        }
-        self.user.validate(&constitution, self.operator.as_ref()).map_err(refused)
+        check_layers(&builtin()?, self.operator.as_ref(), &self.user)
+            .map_err(|e| WorkerError::new(ErrorKind::Config, e.to_string()))
     }
 }
 

@@ -17,7 +17,7 @@ use std::fmt;
 pub use compose::{ComposeError, Composed, ComposedUnit, OPERATOR_UNIT, UnitSpan, compose};
 pub use marks::mark_units;
 pub use manifest::{Manifest, Profile};
-pub use operator::{OperatorConfig, OperatorError, UserSettings};
+pub use operator::{OperatorConfig, OperatorError, UserSettings, check_layers};
 pub use unit::{AdjustableBy, Form, Kind, Tier, Unit};
 
 mod embedded {

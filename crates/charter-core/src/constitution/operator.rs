@@ -149,6 +149,20 @@ fn name(a: super::AdjustableBy) -> String {
     .to_owned()
 }
 
+/// Checks both layers under the constitution: the operator's configuration, then the
+/// user's settings under it (the token cap on the operator's text is checked when a block
+/// is composed with a model's tokenizer).
+pub fn check_layers(
+    constitution: &Constitution,
+    operator: Option<&OperatorConfig>,
+    user: &UserSettings,
+) -> Result<(), OperatorError> {
+    if let Some(op) = operator {
+        op.validate(constitution)?;
+    }
+    user.validate(constitution, operator)
+}
+
 /// What a user sets: units switched off. Passes the same check, one level lower.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
