@@ -80,8 +80,9 @@ async function runOnce(engine) {
     const baseline = chromiumRss();
     let peak = baseline;
     const timer = setInterval(() => { peak = Math.max(peak, chromiumRss()); }, 50);
-    const fn = engine === 'charter' ? 'runCharter' : 'runWllama';
-    const result = await page.evaluate(([fn, cfg]) => window[fn](cfg), [fn, { modelUrl: '/models/bench.gguf', turns: TURNS, maxTokens: MAX_TOKENS, system }]);
+    const fn = engine.startsWith('charter') ? 'runCharter' : 'runWllama';
+    const workerUrl = engine === 'charter-relaxed' ? '/charter-worker-relaxed_loader.js' : '/charter-worker_loader.js';
+    const result = await page.evaluate(([fn, cfg]) => window[fn](cfg), [fn, { modelUrl: '/models/bench.gguf', turns: TURNS, maxTokens: MAX_TOKENS, system, workerUrl }]);
     clearInterval(timer);
     result.peak_memory_mb = (peak - baseline) / 1e6;
     return result;
@@ -90,9 +91,10 @@ async function runOnce(engine) {
   }
 }
 
-const runs = { charter: [], wllama: [] };
+const ENGINES = (process.env.CHARTER_BENCH_ENGINES || 'charter,charter-relaxed,wllama').split(',');
+const runs = Object.fromEntries(ENGINES.map(e => [e, []]));
 for (let round = 0; round <= rounds; round++) {
-  for (const engine of ['charter', 'wllama']) {
+  for (const engine of ENGINES) {
     const r = await runOnce(engine);
     console.error(`round ${round} ${engine}: load ${r.load_s.toFixed(2)} s, decode ${r.turns[0].decode_tps.toFixed(1)} tok/s${round === 0 ? ' (warm-up)' : ''}`);
     if (round > 0) runs[engine].push(r);
@@ -115,15 +117,16 @@ const FIGURES = [
   ['peak memory, browser RSS over idle (MB)', r => r.peak_memory_mb, 'lower'],
 ];
 const table = FIGURES.map(([name, get, better]) => {
-  const c = median(runs.charter.map(get)), w = median(runs.wllama.map(get));
-  return { figure: name, charter: c, wllama: w, ratio: c != null && w ? c / w : null, better };
+  const row = { figure: name, better };
+  for (const e of ENGINES) row[e] = median(runs[e].map(get));
+  return row;
 });
 const fmt = x => x == null ? '-' : Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(2);
-console.log(`\nCharter vs wllama 3.13.0 on ${path.basename(model)}, 1 thread each, ${MAX_TOKENS} greedy tokens, median of ${rounds} rounds`);
-console.log(`${'figure'.padEnd(40)} ${'Charter'.padStart(9)} ${'wllama'.padStart(9)} ${'ratio'.padStart(7)}  (better)`);
-for (const row of table) console.log(`${row.figure.padEnd(40)} ${fmt(row.charter).padStart(9)} ${fmt(row.wllama).padStart(9)} ${fmt(row.ratio).padStart(7)}  ${row.better}`);
+console.log(`\n${ENGINES.join(' vs ')} on ${path.basename(model)}, 1 thread each, ${MAX_TOKENS} greedy tokens, median of ${rounds} rounds`);
+console.log(`${'figure'.padEnd(40)} ${ENGINES.map(e => e.padStart(16)).join(' ')}  (better)`);
+for (const row of table) console.log(`${row.figure.padEnd(40)} ${ENGINES.map(e => fmt(row[e]).padStart(16)).join(' ')}  ${row.better}`);
 const tokens = e => runs[e][0]?.turns.map(t => `${t.prompt_tokens} prompt / ${t.decode_tokens} generated`).join(', ');
 console.log("Charter puts its model in the state after the system block while loading (prefilled at the first load, restored from the browser's storage after that), so its first turn reuses it; wllama prefills the block in the first turn.");
-console.log(`tokens per turn: Charter ${tokens('charter')}; wllama ${tokens('wllama')}`);
+console.log(`tokens per turn: ${ENGINES.map(e => `${e} ${tokens(e)}`).join('; ')}`);
 fs.writeFileSync(out, JSON.stringify({ model: path.basename(model), threads: 1, max_tokens: MAX_TOKENS, rounds, turns: TURNS, table, runs }, null, 2));
 console.log(`JSON: ${out}`);

@@ -37,7 +37,7 @@ macro_rules! outln {
 fn load(args: &ModelArgs) -> anyhow::Result<Model> {
     let path = store::resolve(args.model.as_deref())?;
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut model = Model::load(&bytes, &LoadOptions { context_length: args.context })
+    let mut model = Model::load_owned(bytes, &LoadOptions { context_length: args.context, backend: args.backend })
         .with_context(|| format!("loading {}", path.display()))?;
     model.template.set_now(unix_now());
     Ok(model)

@@ -9,6 +9,7 @@ mod store;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use charter_engine::{BackendChoice, Isa};
 
 #[derive(Parser)]
 #[command(name = "charter", version, about = "Charter: a private assistant that runs on your own machine")]
@@ -25,6 +26,20 @@ struct ModelArgs {
     /// KV cache positions to allocate (default: the model's context, at most 4096).
     #[arg(long)]
     context: Option<usize>,
+    /// What runs the model: Charter's CPU kernels (`cpu`, the default), on one
+    /// instruction set (`scalar`, `avx2`), or the candle reference backend (`candle`).
+    #[arg(long, default_value = "cpu", value_parser = parse_backend)]
+    backend: BackendChoice,
+}
+
+fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    Ok(match s {
+        "cpu" => BackendChoice::Cpu,
+        "candle" => BackendChoice::Candle,
+        "scalar" => BackendChoice::CpuOn(Isa::Scalar),
+        "avx2" => BackendChoice::CpuOn(Isa::Avx2),
+        other => return Err(format!("{other:?} is not a backend (cpu, scalar, avx2 or candle)")),
+    })
 }
 
 #[derive(Subcommand)]

@@ -98,10 +98,14 @@ impl Sampler {
         if cands.is_empty() {
             return argmax(logits);
         }
-        cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if p.top_k > 0 {
+        // Most likely first, ties to the lowest id: a total order, so selecting the top k
+        // and sorting only them gives exactly what sorting everything would.
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if p.top_k > 0 && p.top_k < cands.len() {
+            cands.select_nth_unstable_by(p.top_k - 1, order);
             cands.truncate(p.top_k);
         }
+        cands.sort_unstable_by(order);
         let probs = softmax(&cands, 1.0);
         if p.top_p < 1.0 {
             let mut cum = 0.0;
@@ -183,6 +187,20 @@ mod tests {
         let mut s = Sampler::new(params);
         for _ in 0..500 {
             assert_ne!(s.sample(&mut logits.clone(), &[]), 3);
+        }
+    }
+
+    #[test]
+    fn top_k_by_selection_keeps_exactly_the_k_best_in_order() {
+        // Many ties: selection must keep the lowest ids among equal logits, as a sort does.
+        let logits: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 13) as f32).collect();
+        let params = SamplingParams { temperature: 1.0, top_k: 25, top_p: 1.0, min_p: 0.0, seed: 3, ..Default::default() };
+        let mut s = Sampler::new(params);
+        let mut expected: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let allowed: std::collections::HashSet<u32> = expected[..25].iter().map(|c| c.0).collect();
+        for _ in 0..300 {
+            assert!(allowed.contains(&s.sample(&mut logits.clone(), &[])));
         }
     }
 

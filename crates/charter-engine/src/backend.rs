@@ -3,12 +3,13 @@
 //! A decoder step needs a dozen operations; [`Backend`] names exactly those, over
 //! activations that are always row-major `(n_tokens, width)` matrices of `f32`. The
 //! architecture code in `decoder.rs` is written once against this trait and has no
-//! device branches. The CPU backend implements it on candle; a WebGPU backend
-//! implements the same operations in WGSL.
+//! device branches. The CPU backend (`cpu.rs`) implements it on Charter's own kernels;
+//! the candle backend (`candle.rs`) is the reference it is checked against; a WebGPU
+//! backend implements the same operations in WGSL.
 //!
 //! Weights arrive as [`WeightData`]: the raw GGUF bytes of one tensor, which a backend
-//! keeps in whatever form its kernels read (candle's block types on the CPU, storage
-//! buffers on a GPU). The KV cache is allocated by the backend at load, at full
+//! reads in place or keeps in whatever form its kernels read (candle's block types,
+//! storage buffers on a GPU). The KV cache is allocated by the backend at load, at full
 //! capacity, and written in place: nothing grows during generation.
 
 use crate::gguf::TensorType;
@@ -17,8 +18,9 @@ use crate::gguf::TensorType;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
-    /// The CPU backend's tensor library failed.
-    #[error("cpu backend: {0}")]
+    /// The candle backend's tensor library failed.
+    #[cfg(feature = "candle")]
+    #[error("candle backend: {0}")]
     Candle(#[from] candle_core::Error),
     /// Shapes that do not fit together; a bug or a malformed model.
     #[error("shape mismatch: {0}")]
@@ -73,6 +75,31 @@ pub struct AttentionParams {
     pub softcap: Option<f32>,
 }
 
+/// The first positions of one layer's KV cache, as a backend stores them: keys
+/// `(n_kv_heads, len, head_dim)` row-major, then values in the same layout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheData {
+    /// `f32` values.
+    F32(Vec<f32>),
+    /// `f16` bits.
+    F16(Vec<u16>),
+}
+
+impl CacheData {
+    /// Values held (keys and values together).
+    pub fn len(&self) -> usize {
+        match self {
+            CacheData::F32(v) => v.len(),
+            CacheData::F16(v) => v.len(),
+        }
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The operations of one decoder step on one device.
 pub trait Backend {
     /// An activation matrix `(n_tokens, width)`.
@@ -81,16 +108,20 @@ pub trait Backend {
     type Matrix;
     /// A weight vector (norm scales, biases).
     type Vector;
-    /// One layer's key or value cache.
+    /// One layer's key and value cache.
     type Cache;
     /// Precomputed rotary tables.
     type Rope;
+
+    /// What runs, for reports: the backend and its kernels (`"cpu (avx2)"`).
+    fn describe(&self) -> String;
 
     /// Loads a weight matrix.
     fn matrix(&self, w: WeightData<'_>) -> Result<Self::Matrix, BackendError>;
     /// Loads a weight vector.
     fn vector(&self, w: WeightData<'_>) -> Result<Self::Vector, BackendError>;
-    /// Allocates a cache of `capacity` positions for `n_kv_heads` heads of `head_dim`.
+    /// Allocates one layer's keys and values: `capacity` positions for `n_kv_heads`
+    /// heads of `head_dim`.
     fn cache(&self, n_kv_heads: usize, capacity: usize, head_dim: usize) -> Result<Self::Cache, BackendError>;
     /// Precomputes rotary tables for positions `0..capacity` from inverse frequencies.
     fn rope_table(&self, inv_freq: &[f32], capacity: usize) -> Result<Self::Rope, BackendError>;
@@ -108,6 +139,19 @@ pub trait Backend {
     /// RMS normalization of each run of `w`'s length (a whole row, or one head), then
     /// multiplication by `w`.
     fn rms_norm(&self, x: &Self::Tensor, w: &Self::Vector, eps: f32) -> Result<Self::Tensor, BackendError>;
+    /// The residual step: `s = a + b` and `rms_norm(s, w)`, which a backend may do in one
+    /// pass.
+    fn add_rms_norm(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        w: &Self::Vector,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor), BackendError> {
+        let s = self.add(a, b)?;
+        let n = self.rms_norm(&s, w, eps)?;
+        Ok((s, n))
+    }
     /// Rotates each head of `x` (`n_heads` heads per row) for positions `start..start+n`.
     fn rope(
         &self,
@@ -119,26 +163,24 @@ pub trait Backend {
     ) -> Result<Self::Tensor, BackendError>;
     /// `act(gate) · up`, elementwise.
     fn gated(&self, gate: &Self::Tensor, up: &Self::Tensor, act: Activation) -> Result<Self::Tensor, BackendError>;
-    /// Writes `k` and `v` at positions `start..start+n` of the caches, then attends the
+    /// Writes `k` and `v` at positions `start..start+n` of the cache, then attends the
     /// queries at those positions over every cached position they may see (causal, and
     /// within the window).
-    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         q: &Self::Tensor,
         k: &Self::Tensor,
         v: &Self::Tensor,
-        k_cache: &mut Self::Cache,
-        v_cache: &mut Self::Cache,
+        cache: &mut Self::Cache,
         start: usize,
         params: &AttentionParams,
     ) -> Result<Self::Tensor, BackendError>;
-    /// The first `len` positions of a cache, as `(n_kv_heads, len, head_dim)` row-major
-    /// `f32` (to keep a prefilled state, such as Charter's system block, across loads).
-    fn read_cache(&self, cache: &Self::Cache, len: usize) -> Result<Vec<f32>, BackendError>;
+    /// The first `len` positions of a cache, in the backend's own precision (to keep a
+    /// prefilled state, such as Charter's system block, across loads).
+    fn read_cache(&self, cache: &Self::Cache, len: usize) -> Result<CacheData, BackendError>;
     /// Writes `data`, laid out as [`Backend::read_cache`] returns it, into the first
-    /// `len` positions of a cache.
-    fn write_cache(&self, cache: &mut Self::Cache, data: &[f32], len: usize) -> Result<(), BackendError>;
+    /// `len` positions of a cache; data of another precision is converted.
+    fn write_cache(&self, cache: &mut Self::Cache, data: &CacheData, len: usize) -> Result<(), BackendError>;
     /// Rows `from..` of `x`.
     fn rows_from(&self, x: &Self::Tensor, from: usize) -> Result<Self::Tensor, BackendError>;
     /// Reads a tensor back as row-major `f32`.

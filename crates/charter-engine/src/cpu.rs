@@ -1,256 +1,401 @@
-//! The CPU backend, on candle: quantized matmuls with candle's block kernels (SIMD128
-//! in wasm, AVX or NEON natively), everything else with candle's tensor ops.
+//! Charter's CPU backend, on `charter-kernels`: the weights are read where they lie in
+//! the model's buffer, activations are quantized once per tensor and reused by every
+//! matrix that reads them, and the KV cache is `f16`.
 //!
-//! It is also the reference the GPU kernels are tested against.
+//! Tensors borrow their storage from a pool that the backend owns: when a tensor is
+//! dropped its buffers go back to the pool, so after the first step of a given shape
+//! a decode step allocates nothing.
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file};
-use candle_core::{DType, Device, Module, Tensor};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 
-use crate::backend::{Activation, AttentionParams, Backend, BackendError, RopeStyle, WeightData};
+use charter_kernels::attention::{self, Attention, KvCache};
+use charter_kernels::format::{Format, dequantize_row};
+use charter_kernels::half::f32_to_f16;
+use charter_kernels::{Isa, Matrix, Q8Rows, matmul_f, matmul_q, ops};
+
+use crate::backend::{Activation, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData};
 use crate::gguf::TensorType;
 
-/// Candle on the CPU.
-#[derive(Debug, Clone, Default)]
-pub struct CpuBackend;
-
-/// Precomputed `cos`/`sin`, each `(capacity, head_dim / 2)`.
-#[derive(Debug, Clone)]
-pub struct CpuRope {
-    cos: Tensor,
-    sin: Tensor,
+/// Buffers returned by dropped tensors, for the next ones.
+#[derive(Debug, Default)]
+struct Pool {
+    floats: RefCell<Vec<Vec<f32>>>,
+    quantized: RefCell<Vec<Q8Rows>>,
 }
 
-fn ggml_dtype(ty: TensorType) -> GgmlDType {
-    match ty {
-        TensorType::F32 => GgmlDType::F32,
-        TensorType::F16 => GgmlDType::F16,
-        TensorType::BF16 => GgmlDType::BF16,
-        TensorType::Q4_0 => GgmlDType::Q4_0,
-        TensorType::Q4_1 => GgmlDType::Q4_1,
-        TensorType::Q5_0 => GgmlDType::Q5_0,
-        TensorType::Q5_1 => GgmlDType::Q5_1,
-        TensorType::Q8_0 => GgmlDType::Q8_0,
-        TensorType::Q2K => GgmlDType::Q2K,
-        TensorType::Q3K => GgmlDType::Q3K,
-        TensorType::Q4K => GgmlDType::Q4K,
-        TensorType::Q5K => GgmlDType::Q5K,
-        TensorType::Q6K => GgmlDType::Q6K,
-        TensorType::Q8K => GgmlDType::Q8K,
+impl Pool {
+    /// A buffer of `len` values for the caller to overwrite: the smallest free buffer
+    /// that holds `len` without growing, else the largest.
+    fn take(&self, len: usize) -> Vec<f32> {
+        let mut free = self.floats.borrow_mut();
+        let best = free
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i)
+            .or_else(|| free.iter().enumerate().max_by_key(|(_, v)| v.capacity()).map(|(i, _)| i));
+        let mut v = best.map(|i| free.swap_remove(i)).unwrap_or_default();
+        v.clear();
+        v.resize(len, 0.0);
+        v
     }
 }
 
-fn qtensor(w: WeightData<'_>) -> Result<QTensor, BackendError> {
-    // candle reinterprets the bytes as block structs, which needs them aligned; a buffer
-    // from the browser or a file read has no such promise, so copy when it is not.
-    let aligned;
-    let bytes = if (w.bytes.as_ptr() as usize) % 16 == 0 {
-        w.bytes
-    } else {
-        let mut words = vec![0u128; w.bytes.len().div_ceil(16)];
-        let dst = as_bytes_mut(&mut words);
-        dst[..w.bytes.len()].copy_from_slice(w.bytes);
-        aligned = words;
-        &as_bytes(&aligned)[..w.bytes.len()]
-    };
-    let dims: Vec<usize> = w.dims.iter().rev().map(|&d| d as usize).collect();
-    Ok(ggml_file::qtensor_from_ggml(ggml_dtype(w.ty), bytes, dims, &Device::Cpu)?)
+/// An activation matrix `(n, width)` and, once a matrix has read it, its quantized rows
+/// (in blocks of 32 and of 256).
+pub struct CpuTensor {
+    data: Vec<f32>,
+    n: usize,
+    width: usize,
+    quantized: RefCell<[Option<Q8Rows>; 2]>,
+    pool: Rc<Pool>,
 }
 
-fn as_bytes(words: &[u128]) -> &[u8] {
-    // SAFETY: u128 has no padding and any byte pattern is a valid u8.
-    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
+impl std::fmt::Debug for CpuTensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuTensor({}×{})", self.n, self.width)
+    }
 }
 
-fn as_bytes_mut(words: &mut [u128]) -> &mut [u8] {
-    // SAFETY: as above; the slice borrows `words` exclusively.
-    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
+impl Clone for CpuTensor {
+    fn clone(&self) -> Self {
+        let mut data = self.pool.take(self.data.len());
+        data.copy_from_slice(&self.data);
+        CpuTensor { data, n: self.n, width: self.width, quantized: RefCell::new([None, None]), pool: self.pool.clone() }
+    }
+}
+
+impl Drop for CpuTensor {
+    fn drop(&mut self) {
+        self.pool.floats.borrow_mut().push(std::mem::take(&mut self.data));
+        let mut q = self.pool.quantized.borrow_mut();
+        q.extend(self.quantized.get_mut().iter_mut().filter_map(Option::take));
+    }
+}
+
+/// Where a weight matrix's bytes are: in the model's buffer, or copied.
+#[derive(Debug)]
+enum Bytes {
+    Shared { source: Arc<Vec<u8>>, at: usize, len: usize },
+    Owned(Vec<u8>),
+}
+
+/// A weight matrix in its file format.
+#[derive(Debug)]
+pub struct CpuMatrix {
+    bytes: Bytes,
+    format: Format,
+    rows: usize,
+    cols: usize,
+}
+
+impl CpuMatrix {
+    fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            Bytes::Shared { source, at, len } => &source[*at..*at + *len],
+            Bytes::Owned(v) => v,
+        }
+    }
+
+    fn view(&self) -> Result<Matrix<'_>, BackendError> {
+        Matrix::new(self.format, self.rows, self.cols, self.bytes()).map_err(|e| BackendError::Shape(e.to_string()))
+    }
+}
+
+/// Rotary tables: `cos` and `sin` of every position and frequency, `(capacity, half)`.
+#[derive(Debug)]
+pub struct CpuRope {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
+}
+
+/// Charter's kernels on the CPU.
+#[derive(Debug)]
+pub struct CpuBackend {
+    isa: Isa,
+    source: Option<Arc<Vec<u8>>>,
+    pool: Rc<Pool>,
+    scratch: RefCell<attention::Scratch>,
+}
+
+impl CpuBackend {
+    /// A backend on the fastest instruction set here. Weights that lie inside `source`
+    /// (the model's buffer) are read there; others are copied.
+    pub fn new(source: Option<Arc<Vec<u8>>>) -> Self {
+        CpuBackend::with_isa(Isa::best(), source)
+    }
+
+    /// A backend on a chosen instruction set (which must be in [`Isa::available`]).
+    pub fn with_isa(isa: Isa, source: Option<Arc<Vec<u8>>>) -> Self {
+        CpuBackend { isa, source, pool: Rc::new(Pool::default()), scratch: RefCell::new(attention::Scratch::default()) }
+    }
+
+    /// The instruction set the kernels run on.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    fn tensor(&self, n: usize, width: usize) -> CpuTensor {
+        CpuTensor { data: self.pool.take(n * width), n, width, quantized: RefCell::new([None, None]), pool: self.pool.clone() }
+    }
+
+    /// Applies `f` to every element pair of `a` and `b` into a new tensor.
+    fn zip(&self, a: &CpuTensor, b: &CpuTensor, f: impl Fn(f32, f32) -> f32) -> Result<CpuTensor, BackendError> {
+        if (a.n, a.width) != (b.n, b.width) {
+            return Err(BackendError::Shape(format!("{}×{} with {}×{}", a.n, a.width, b.n, b.width)));
+        }
+        let mut out = self.tensor(a.n, a.width);
+        for ((o, &x), &y) in out.data.iter_mut().zip(&a.data).zip(&b.data) {
+            *o = f(x, y);
+        }
+        Ok(out)
+    }
+}
+
+fn format_of(ty: TensorType) -> Format {
+    match ty {
+        TensorType::F32 => Format::F32,
+        TensorType::F16 => Format::F16,
+        TensorType::BF16 => Format::BF16,
+        TensorType::Q4_0 => Format::Q4_0,
+        TensorType::Q4_1 => Format::Q4_1,
+        TensorType::Q5_0 => Format::Q5_0,
+        TensorType::Q5_1 => Format::Q5_1,
+        TensorType::Q8_0 => Format::Q8_0,
+        TensorType::Q2K => Format::Q2K,
+        TensorType::Q3K => Format::Q3K,
+        TensorType::Q4K => Format::Q4K,
+        TensorType::Q5K => Format::Q5K,
+        TensorType::Q6K => Format::Q6K,
+        TensorType::Q8K => Format::Q8K,
+    }
 }
 
 impl Backend for CpuBackend {
-    type Tensor = Tensor;
-    type Matrix = QMatMul;
-    type Vector = Tensor;
-    type Cache = Tensor;
+    type Tensor = CpuTensor;
+    type Matrix = CpuMatrix;
+    type Vector = Vec<f32>;
+    type Cache = KvCache;
     type Rope = CpuRope;
 
-    fn matrix(&self, w: WeightData<'_>) -> Result<QMatMul, BackendError> {
-        if w.dims.len() != 2 {
+    fn describe(&self) -> String {
+        format!("cpu ({})", self.isa.name())
+    }
+
+    fn matrix(&self, w: WeightData<'_>) -> Result<CpuMatrix, BackendError> {
+        let [cols, rows] = w.dims else {
             return Err(BackendError::Shape(format!("{} should be a matrix, has dims {:?}", w.name, w.dims)));
+        };
+        let (rows, cols) = (*rows as usize, *cols as usize);
+        let format = format_of(w.ty);
+        Matrix::new(format, rows, cols, w.bytes).map_err(|e| BackendError::Shape(format!("{}: {e}", w.name)))?;
+        let start = w.bytes.as_ptr() as usize;
+        let bytes = match &self.source {
+            Some(source)
+                if start >= source.as_ptr() as usize && start + w.bytes.len() <= source.as_ptr() as usize + source.len() =>
+            {
+                Bytes::Shared { source: source.clone(), at: start - source.as_ptr() as usize, len: w.bytes.len() }
+            }
+            _ => Bytes::Owned(w.bytes.to_vec()),
+        };
+        Ok(CpuMatrix { bytes, format, rows, cols })
+    }
+
+    fn vector(&self, w: WeightData<'_>) -> Result<Vec<f32>, BackendError> {
+        let len: u64 = w.dims.iter().product();
+        let format = format_of(w.ty);
+        if format.row_bytes(len as usize) != Some(w.bytes.len()) {
+            return Err(BackendError::Shape(format!("{}: {} bytes for {len} {} values", w.name, w.bytes.len(), format.name())));
         }
-        Ok(QMatMul::from_qtensor(qtensor(w)?)?)
+        let mut out = vec![0f32; len as usize];
+        dequantize_row(format, w.bytes, &mut out);
+        Ok(out)
     }
 
-    fn vector(&self, w: WeightData<'_>) -> Result<Tensor, BackendError> {
-        let t = qtensor(w)?.dequantize(&Device::Cpu)?;
-        Ok(t.flatten_all()?)
-    }
-
-    fn cache(&self, n_kv_heads: usize, capacity: usize, head_dim: usize) -> Result<Tensor, BackendError> {
-        Ok(Tensor::zeros((n_kv_heads, capacity, head_dim), DType::F32, &Device::Cpu)?)
+    fn cache(&self, n_kv_heads: usize, capacity: usize, head_dim: usize) -> Result<KvCache, BackendError> {
+        Ok(KvCache::new(n_kv_heads, capacity, head_dim))
     }
 
     fn rope_table(&self, inv_freq: &[f32], capacity: usize) -> Result<CpuRope, BackendError> {
         let half = inv_freq.len();
-        let mut cos = Vec::with_capacity(capacity * half);
-        let mut sin = Vec::with_capacity(capacity * half);
+        let (mut cos, mut sin) = (Vec::with_capacity(capacity * half), Vec::with_capacity(capacity * half));
         for pos in 0..capacity {
             for &f in inv_freq {
-                let angle = pos as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                // In f64, so that every platform's libm rounds to the same f32.
+                let angle = pos as f64 * f64::from(f);
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
             }
         }
-        Ok(CpuRope {
-            cos: Tensor::from_vec(cos, (capacity, half), &Device::Cpu)?,
-            sin: Tensor::from_vec(sin, (capacity, half), &Device::Cpu)?,
-        })
+        Ok(CpuRope { cos, sin, half })
     }
 
-    fn embed(&self, table: &QMatMul, ids: &[u32]) -> Result<Tensor, BackendError> {
-        let ids = Tensor::from_slice(ids, ids.len(), &Device::Cpu)?;
-        Ok(table.embedding(&ids)?)
-    }
-
-    fn matmul(&self, x: &Tensor, w: &QMatMul) -> Result<Tensor, BackendError> {
-        Ok(w.forward(x)?)
-    }
-
-    fn add_bias(&self, x: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
-        Ok(x.broadcast_add(b)?)
-    }
-
-    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
-        Ok((a + b)?)
-    }
-
-    fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor, BackendError> {
-        Ok(x.affine(f64::from(s), 0.0)?)
-    }
-
-    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor, BackendError> {
-        let (n, width) = x.dims2()?;
-        let group = w.dims1()?;
-        if group == 0 || width % group != 0 {
-            return Err(BackendError::Shape(format!("rms norm of width {group} over rows of {width}")));
+    fn embed(&self, table: &CpuMatrix, ids: &[u32]) -> Result<CpuTensor, BackendError> {
+        let m = table.view()?;
+        let mut out = self.tensor(ids.len(), table.cols);
+        for (row, &id) in out.data.chunks_exact_mut(table.cols).zip(ids) {
+            if id as usize >= table.rows {
+                return Err(BackendError::Shape(format!("token {id} of a table of {}", table.rows)));
+            }
+            dequantize_row(table.format, m.row(id as usize), row);
         }
-        let x = x.reshape((n * width / group, group))?;
-        Ok(candle_nn::ops::rms_norm(&x, w, eps)?.reshape((n, width))?)
+        Ok(out)
     }
 
-    fn rope(&self, x: &Tensor, rope: &CpuRope, n_heads: usize, start: usize, style: RopeStyle) -> Result<Tensor, BackendError> {
-        let (n, width) = x.dims2()?;
-        let head_dim = width / n_heads;
-        let half = rope.cos.dim(1)?;
-        if head_dim != 2 * half || start + n > rope.cos.dim(0)? {
-            return Err(BackendError::Shape(format!("rope of {n} rows at {start} with head dim {head_dim}")));
+    fn matmul(&self, x: &CpuTensor, w: &CpuMatrix) -> Result<CpuTensor, BackendError> {
+        if x.width != w.cols {
+            return Err(BackendError::Shape(format!("{}×{} times a {}×{} matrix", x.n, x.width, w.rows, w.cols)));
         }
-        // Each token is its own "batch" of one position, so positions come from the
-        // per-batch tables and no transpose is needed.
-        let x = x.reshape((n, n_heads, 1, head_dim))?;
-        let cos = rope.cos.narrow(0, start, n)?.reshape((n, 1, half))?;
-        let sin = rope.sin.narrow(0, start, n)?.reshape((n, 1, half))?;
-        let out = match style {
-            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
-            RopeStyle::Halves => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
-        };
-        Ok(out.reshape((n, width))?)
+        let m = w.view()?;
+        let mut out = self.tensor(x.n, w.rows);
+        match m.activation_block() {
+            Some(block) => {
+                let slot = usize::from(block != 32);
+                let mut cache = x.quantized.borrow_mut();
+                let q = cache[slot].get_or_insert_with(|| {
+                    let mut q = self.pool.quantized.borrow_mut().pop().unwrap_or_default();
+                    q.quantize(&x.data, x.n, x.width, block);
+                    q
+                });
+                matmul_q(self.isa, &m, q, &mut out.data);
+            }
+            None => matmul_f(self.isa, &m, &x.data, x.n, &mut out.data),
+        }
+        Ok(out)
     }
 
-    fn gated(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor, BackendError> {
-        let a = match act {
-            Activation::Silu => candle_nn::ops::silu(gate)?,
-            Activation::GeluTanh => gate.gelu()?,
-        };
-        Ok((a * up)?)
+    fn add_bias(&self, x: &CpuTensor, b: &Vec<f32>) -> Result<CpuTensor, BackendError> {
+        if b.len() != x.width {
+            return Err(BackendError::Shape(format!("bias of {} on rows of {}", b.len(), x.width)));
+        }
+        let mut out = self.tensor(x.n, x.width);
+        for (o, xs) in out.data.chunks_exact_mut(x.width).zip(x.data.chunks_exact(x.width)) {
+            for ((o, &v), &bv) in o.iter_mut().zip(xs).zip(b) {
+                *o = v + bv;
+            }
+        }
+        Ok(out)
     }
 
-    fn read_cache(&self, cache: &Tensor, len: usize) -> Result<Vec<f32>, BackendError> {
-        if len > cache.dim(1)? {
-            return Err(BackendError::Shape(format!("reading {len} positions of a cache of {}", cache.dim(1)?)));
-        }
-        Ok(cache.narrow(1, 0, len)?.flatten_all()?.to_vec1::<f32>()?)
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor, BackendError> {
+        self.zip(a, b, |x, y| x + y)
     }
 
-    fn write_cache(&self, cache: &mut Tensor, data: &[f32], len: usize) -> Result<(), BackendError> {
-        let (heads, capacity, head_dim) = cache.dims3()?;
-        if len > capacity || data.len() != heads * len * head_dim {
-            return Err(BackendError::Shape(format!(
-                "writing {} values as {len} positions into a cache of {heads}×{capacity}×{head_dim}",
-                data.len()
-            )));
+    fn scale(&self, x: &CpuTensor, s: f32) -> Result<CpuTensor, BackendError> {
+        let mut out = self.tensor(x.n, x.width);
+        for (o, &v) in out.data.iter_mut().zip(&x.data) {
+            *o = v * s;
         }
-        if len > 0 {
-            let t = Tensor::from_slice(data, (heads, len, head_dim), &Device::Cpu)?;
-            cache.slice_set(&t, 1, 0)?;
+        Ok(out)
+    }
+
+    fn rms_norm(&self, x: &CpuTensor, w: &Vec<f32>, eps: f32) -> Result<CpuTensor, BackendError> {
+        if w.is_empty() || x.width % w.len() != 0 {
+            return Err(BackendError::Shape(format!("rms norm of width {} over rows of {}", w.len(), x.width)));
         }
-        Ok(())
+        let mut out = self.tensor(x.n, x.width);
+        ops::rms_norm(&x.data, w, eps, &mut out.data);
+        Ok(out)
+    }
+
+    fn rope(&self, x: &CpuTensor, rope: &CpuRope, n_heads: usize, start: usize, style: RopeStyle) -> Result<CpuTensor, BackendError> {
+        let head_dim = x.width / n_heads.max(1);
+        let capacity = rope.cos.len() / rope.half.max(1);
+        if head_dim != 2 * rope.half || n_heads * head_dim != x.width || start + x.n > capacity {
+            return Err(BackendError::Shape(format!("rope of {} rows at {start} with head dim {head_dim}", x.n)));
+        }
+        let mut out = self.clone_tensor(x);
+        for (i, row) in out.data.chunks_exact_mut(x.width).enumerate() {
+            let at = (start + i) * rope.half;
+            let (cos, sin) = (&rope.cos[at..at + rope.half], &rope.sin[at..at + rope.half]);
+            match style {
+                RopeStyle::Interleaved => ops::rope_interleaved(row, head_dim, cos, sin),
+                RopeStyle::Halves => ops::rope_halves(row, head_dim, cos, sin),
+            }
+        }
+        Ok(out)
+    }
+
+    fn gated(&self, gate: &CpuTensor, up: &CpuTensor, act: Activation) -> Result<CpuTensor, BackendError> {
+        match act {
+            Activation::Silu => self.zip(gate, up, |g, u| ops::silu(g) * u),
+            Activation::GeluTanh => self.zip(gate, up, |g, u| ops::gelu_tanh(g) * u),
+        }
     }
 
     fn attention(
         &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        k_cache: &mut Tensor,
-        v_cache: &mut Tensor,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        cache: &mut KvCache,
         start: usize,
         p: &AttentionParams,
-    ) -> Result<Tensor, BackendError> {
-        let n = q.dim(0)?;
-        let (hq, hkv, hd) = (p.n_heads, p.n_kv_heads, p.head_dim);
-        let capacity = k_cache.dim(1)?;
-        if start + n > capacity || hkv == 0 || hq % hkv != 0 {
-            return Err(BackendError::Shape(format!("attention of {n} rows at {start} into {capacity}")));
+    ) -> Result<CpuTensor, BackendError> {
+        let kv_width = p.n_kv_heads * p.head_dim;
+        let fits = q.width == p.n_heads * p.head_dim
+            && (k.width, v.width) == (kv_width, kv_width)
+            && (k.n, v.n) == (q.n, q.n)
+            && (cache.heads(), cache.head_dim()) == (p.n_kv_heads, p.head_dim)
+            && p.n_kv_heads > 0
+            && p.n_heads % p.n_kv_heads == 0
+            && start + q.n <= cache.capacity();
+        if !fits {
+            return Err(BackendError::Shape(format!("attention of {} rows at {start} into {}", q.n, cache.capacity())));
         }
-        let group = hq / hkv;
-        // (n, hkv·hd) → (hkv, n, hd), written at positions start..start+n.
-        let k = k.reshape((n, hkv, hd))?.transpose(0, 1)?.contiguous()?;
-        let v = v.reshape((n, hkv, hd))?.transpose(0, 1)?.contiguous()?;
-        k_cache.slice_set(&k, 1, start)?;
-        v_cache.slice_set(&v, 1, start)?;
-
-        let end = start + n;
-        // The first query (at `start`) sees no key before `start + 1 - window`.
-        let lo = p.window.map_or(0, |w| (start + 1).saturating_sub(w));
-        let len = end - lo;
-        let keys = k_cache.narrow(1, lo, len)?;
-        let values = v_cache.narrow(1, lo, len)?;
-
-        // Query head h uses key head h / group, so grouping the query heads of one key
-        // head along the row axis turns grouped-query attention into a batched matmul.
-        let q = q.reshape((n, hq, hd))?.transpose(0, 1)?.contiguous()?.reshape((hkv, group * n, hd))?;
-        let mut scores = (q.matmul(&keys.t()?)? * f64::from(p.scale))?;
-        if let Some(cap) = p.softcap {
-            scores = ((scores / f64::from(cap))?.tanh()? * f64::from(cap))?;
-        }
-        let needs_mask = n > 1 || p.window.is_some_and(|w| len > w);
-        if needs_mask {
-            // mask[i][j]: query at start+i, key at lo+j.
-            let mut mask = vec![0f32; n * len];
-            for i in 0..n {
-                let qpos = start + i;
-                for j in 0..len {
-                    let kpos = lo + j;
-                    let visible = kpos <= qpos && p.window.is_none_or(|w| qpos - kpos < w);
-                    if !visible {
-                        mask[i * len + j] = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            let mask = Tensor::from_vec(mask, (n, len), &Device::Cpu)?;
-            scores = scores.reshape((hkv, group, n, len))?.broadcast_add(&mask)?.reshape((hkv, group * n, len))?;
-        }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&values)?; // (hkv, group·n, hd)
-        Ok(out.reshape((hq, n, hd))?.transpose(0, 1)?.contiguous()?.reshape((n, hq * hd))?)
+        cache.write(start, &k.data, &v.data);
+        let shape = Attention {
+            n_heads: p.n_heads,
+            n_kv_heads: p.n_kv_heads,
+            head_dim: p.head_dim,
+            scale: p.scale,
+            window: p.window,
+            softcap: p.softcap,
+        };
+        let mut out = self.tensor(q.n, q.width);
+        attention::attend(&shape, &q.data, cache, start, &mut out.data, &mut self.scratch.borrow_mut());
+        Ok(out)
     }
 
-    fn rows_from(&self, x: &Tensor, from: usize) -> Result<Tensor, BackendError> {
-        let n = x.dim(0)?;
-        Ok(x.narrow(0, from.min(n), n - from.min(n))?)
+    fn read_cache(&self, cache: &KvCache, len: usize) -> Result<CacheData, BackendError> {
+        if len > cache.capacity() {
+            return Err(BackendError::Shape(format!("reading {len} positions of a cache of {}", cache.capacity())));
+        }
+        Ok(CacheData::F16(cache.read(len)))
     }
 
-    fn read(&self, x: &Tensor) -> Result<Vec<f32>, BackendError> {
-        Ok(x.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+    fn write_cache(&self, cache: &mut KvCache, data: &CacheData, len: usize) -> Result<(), BackendError> {
+        let want = 2 * cache.heads() * len * cache.head_dim();
+        if len > cache.capacity() || data.len() != want {
+            return Err(BackendError::Shape(format!("writing {} values as {len} positions into a cache of {}", data.len(), cache.capacity())));
+        }
+        match data {
+            CacheData::F16(bits) => cache.write_raw(len, bits),
+            CacheData::F32(values) => cache.write_raw(len, &values.iter().map(|&x| f32_to_f16(x)).collect::<Vec<_>>()),
+        }
+        Ok(())
+    }
+
+    fn rows_from(&self, x: &CpuTensor, from: usize) -> Result<CpuTensor, BackendError> {
+        let from = from.min(x.n);
+        let mut out = self.tensor(x.n - from, x.width);
+        out.data.copy_from_slice(&x.data[from * x.width..]);
+        Ok(out)
+    }
+
+    fn read(&self, x: &CpuTensor) -> Result<Vec<f32>, BackendError> {
+        Ok(x.data.clone())
+    }
+}
+
+impl CpuBackend {
+    fn clone_tensor(&self, x: &CpuTensor) -> CpuTensor {
+        let mut out = self.tensor(x.n, x.width);
+        out.data.copy_from_slice(&x.data);
+        out
     }
 }

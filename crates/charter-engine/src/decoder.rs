@@ -15,7 +15,7 @@
 //! `(n_tokens, n_tokens)` score matrix for the whole prompt at once.
 
 use crate::architecture::DecoderConfig;
-use crate::backend::{AttentionParams, Backend, BackendError, WeightData};
+use crate::backend::{AttentionParams, Backend, BackendError, CacheData, WeightData};
 use crate::gguf::{Gguf, TensorType};
 
 /// Tokens per prefill chunk.
@@ -63,7 +63,10 @@ pub enum DecoderError {
 }
 
 /// The first bytes of a saved KV state (and its layout's version).
-const STATE_MAGIC: &[u8; 4] = b"CKV1";
+const STATE_MAGIC: &[u8; 4] = b"CKV2";
+/// Header: magic, then layers, KV heads, head dimension, positions and the value type
+/// (0: `f32`, 1: `f16`), each a little-endian `u32`.
+const STATE_HEADER: usize = 24;
 
 struct Layer<B: Backend> {
     attn_norm: B::Vector,
@@ -81,9 +84,8 @@ struct Layer<B: Backend> {
     gate: B::Matrix,
     up: B::Matrix,
     down: B::Matrix,
-    /// `(n_kv_heads, capacity, head_dim)` each.
-    k_cache: B::Cache,
-    v_cache: B::Cache,
+    /// Keys and values, `(n_kv_heads, capacity, head_dim)` each.
+    cache: B::Cache,
     /// Index into `Decoder::ropes`.
     rope: usize,
 }
@@ -202,8 +204,7 @@ impl<B: Backend> Decoder<B> {
                 gate: matrix("ffn_gate.weight", d, ff)?,
                 up: matrix("ffn_up.weight", d, ff)?,
                 down: matrix("ffn_down.weight", ff, d)?,
-                k_cache: backend.cache(c.n_kv_heads, capacity, c.head_dim)?,
-                v_cache: backend.cache(c.n_kv_heads, capacity, c.head_dim)?,
+                cache: backend.cache(c.n_kv_heads, capacity, c.head_dim)?,
                 rope: usize::from(local),
             });
         }
@@ -230,27 +231,45 @@ impl<B: Backend> Decoder<B> {
         self.n_cached = self.n_cached.min(len);
     }
 
+    /// What runs the model, for reports.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
     /// The first `len` positions of the KV cache as bytes, for [`Decoder::restore_state`]
     /// on a later load of the same model: a header (magic, layers, KV heads, head
-    /// dimension, positions), then each layer's keys and values as little-endian `f32`.
+    /// dimension, positions, value type), then each layer's keys and values in the
+    /// backend's precision (`f16` on Charter's CPU backend), little-endian.
     pub fn save_state(&self, len: usize) -> Result<Vec<u8>, DecoderError> {
         if len > self.n_cached {
             return Err(DecoderError::State(format!("{len} positions asked for, {} filled", self.n_cached)));
         }
         let c = &self.config;
-        let per_cache = c.n_kv_heads * len * c.head_dim;
-        let mut out = Vec::with_capacity(20 + self.layers.len() * 2 * per_cache * 4);
-        out.extend_from_slice(STATE_MAGIC);
-        for n in [self.layers.len(), c.n_kv_heads, c.head_dim, len] {
-            out.extend_from_slice(&(n as u32).to_le_bytes());
-        }
+        let mut body = Vec::new();
+        let mut kind = None;
         for layer in &self.layers {
-            for cache in [&layer.k_cache, &layer.v_cache] {
-                for x in self.backend.read_cache(cache, len)? {
-                    out.extend_from_slice(&x.to_le_bytes());
+            let data = self.backend.read_cache(&layer.cache, len)?;
+            let this = match &data {
+                CacheData::F32(values) => {
+                    body.extend(values.iter().flat_map(|x| x.to_le_bytes()));
+                    0u32
                 }
+                CacheData::F16(bits) => {
+                    body.extend(bits.iter().flat_map(|x| x.to_le_bytes()));
+                    1u32
+                }
+            };
+            if kind.is_some_and(|k| k != this) {
+                return Err(DecoderError::State("layers of mixed precision".into()));
             }
+            kind = Some(this);
         }
+        let mut out = Vec::with_capacity(STATE_HEADER + body.len());
+        out.extend_from_slice(STATE_MAGIC);
+        for n in [self.layers.len() as u32, c.n_kv_heads as u32, c.head_dim as u32, len as u32, kind.unwrap_or(1)] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out.extend_from_slice(&body);
         Ok(out)
     }
 
@@ -259,12 +278,12 @@ impl<B: Backend> Decoder<B> {
     pub fn restore_state(&mut self, bytes: &[u8]) -> Result<usize, DecoderError> {
         self.n_cached = 0;
         let bad = |what: &str| DecoderError::State(what.to_owned());
-        let header = bytes.get(..20).ok_or_else(|| bad("too short"))?;
+        let header = bytes.get(..STATE_HEADER).ok_or_else(|| bad("too short"))?;
         if &header[..4] != STATE_MAGIC {
             return Err(bad("not a saved state of this version"));
         }
         let field = |i: usize| u32::from_le_bytes([header[4 + 4 * i], header[5 + 4 * i], header[6 + 4 * i], header[7 + 4 * i]]) as usize;
-        let (layers, heads, head_dim, len) = (field(0), field(1), field(2), field(3));
+        let (layers, heads, head_dim, len, kind) = (field(0), field(1), field(2), field(3), field(4));
         let c = &self.config;
         if (layers, heads, head_dim) != (self.layers.len(), c.n_kv_heads, c.head_dim) {
             return Err(DecoderError::State(format!(
@@ -277,17 +296,23 @@ impl<B: Backend> Decoder<B> {
         if len >= self.capacity {
             return Err(DecoderError::State(format!("{len} positions, the context holds {}", self.capacity)));
         }
-        let per_cache = heads * len * head_dim;
-        let body = &bytes[20..];
-        if body.len() != layers * 2 * per_cache * 4 {
+        let width = match kind {
+            0 => 4,
+            1 => 2,
+            _ => return Err(bad("an unknown value type")),
+        };
+        let per_layer = 2 * heads * len * head_dim;
+        let body = &bytes[STATE_HEADER..];
+        if body.len() != layers * per_layer * width {
             return Err(bad("its length does not match its header"));
         }
-        let mut values = body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        for layer in &mut self.layers {
-            for cache in [&mut layer.k_cache, &mut layer.v_cache] {
-                let data: Vec<f32> = values.by_ref().take(per_cache).collect();
-                self.backend.write_cache(cache, &data, len)?;
-            }
+        for (layer, chunk) in self.layers.iter_mut().zip(body.chunks_exact(per_layer * width)) {
+            let data = if width == 4 {
+                CacheData::F32(chunk.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            } else {
+                CacheData::F16(chunk.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
+            };
+            self.backend.write_cache(&mut layer.cache, &data, len)?;
         }
         self.n_cached = len;
         Ok(len)
@@ -327,8 +352,18 @@ impl<B: Backend> Decoder<B> {
         if let Some(s) = c.embed_scale {
             x = b.scale(&x, s)?;
         }
+        // The block's output (a residual still to add), carried to the next block so the
+        // add and the next norm happen in one step.
+        let mut pending: Option<B::Tensor> = None;
         for (layer, window) in self.layers.iter_mut().zip(&c.layer_windows) {
-            let h = b.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
+            let h = match pending.take() {
+                Some(f) => {
+                    let (sum, h) = b.add_rms_norm(&x, &f, &layer.attn_norm, c.rms_eps)?;
+                    x = sum;
+                    h
+                }
+                None => b.rms_norm(&x, &layer.attn_norm, c.rms_eps)?,
+            };
             let mut q = b.matmul(&h, &layer.wq)?;
             let mut k = b.matmul(&h, &layer.wk)?;
             let mut v = b.matmul(&h, &layer.wv)?;
@@ -352,22 +387,24 @@ impl<B: Backend> Decoder<B> {
                 window: *window,
                 softcap: None,
             };
-            let a = b.attention(&q, &k, &v, &mut layer.k_cache, &mut layer.v_cache, start, &params)?;
+            let a = b.attention(&q, &k, &v, &mut layer.cache, start, &params)?;
             let mut a = b.matmul(&a, &layer.wo)?;
             if let Some([post_attn, _]) = &layer.post_norm {
                 a = b.rms_norm(&a, post_attn, c.rms_eps)?;
             }
-            x = b.add(&x, &a)?;
-
-            let h = b.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
+            let (sum, h) = b.add_rms_norm(&x, &a, &layer.ffn_norm, c.rms_eps)?;
+            x = sum;
             let gated = b.gated(&b.matmul(&h, &layer.gate)?, &b.matmul(&h, &layer.up)?, c.activation)?;
             let mut f = b.matmul(&gated, &layer.down)?;
             if let Some([_, post_ffn]) = &layer.post_norm {
                 f = b.rms_norm(&f, post_ffn, c.rms_eps)?;
             }
-            x = b.add(&x, &f)?;
+            pending = Some(f);
         }
-        Ok(x)
+        Ok(match pending {
+            Some(f) => b.add(&x, &f)?,
+            None => x,
+        })
     }
 
     fn logits(&self, hidden: &B::Tensor) -> Result<Vec<f32>, DecoderError> {

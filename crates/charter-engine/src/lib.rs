@@ -11,15 +11,20 @@
 //! * [`tokenizer`] rebuilds the model's tokenizer from the file's metadata;
 //! * [`architecture`] reads the metadata into one typed decoder configuration;
 //! * [`decoder`] runs the transformer over a [`backend::Backend`], with a preallocated
-//!   KV cache; [`cpu`] is the candle backend;
+//!   KV cache; [`cpu`] is Charter's CPU backend (on `charter-kernels`), [`candle`] the
+//!   reference backend on candle (feature `candle`, on by default; the browser worker
+//!   builds without it);
 //! * [`model`] puts them together: [`Model::load`].
 
 pub mod architecture;
 pub mod backend;
+#[cfg(feature = "candle")]
+pub mod candle;
 pub mod cpu;
 pub mod decoder;
 pub mod gguf;
 pub mod model;
 pub mod tokenizer;
 
-pub use model::{CpuDecoder, LoadError, LoadOptions, Model, ModelInfo};
+pub use charter_kernels::Isa;
+pub use model::{BackendChoice, LoadError, LoadOptions, Model, ModelDecoder, ModelInfo};

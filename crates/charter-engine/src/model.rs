@@ -2,6 +2,7 @@
 //! built from one GGUF buffer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use charter_core::template::{CHATML_TEMPLATE, GEMMA_TEMPLATE, PLAIN_TEMPLATE};
 use charter_core::{ChatTemplate, LanguageModel, ModelError, TemplateSource, TemplateTokens, TurnPolicy};
@@ -9,13 +10,88 @@ use serde::Serialize;
 
 use crate::architecture::{ConfigError, DecoderConfig};
 use crate::backend::Backend;
+#[cfg(feature = "candle")]
+use crate::candle::CandleBackend;
 use crate::cpu::CpuBackend;
 use crate::decoder::{Decoder, DecoderError};
 use crate::gguf::{Gguf, GgufError};
 use crate::tokenizer::{Tokenizer, TokenizerError};
+use charter_kernels::Isa;
 
-/// The decoder on the CPU backend.
-pub type CpuDecoder = Decoder<CpuBackend>;
+/// Which backend runs a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// Charter's CPU kernels on the fastest instruction set here.
+    #[default]
+    Cpu,
+    /// Charter's CPU kernels on one instruction set (for tests and benchmarks).
+    CpuOn(Isa),
+    /// The candle reference backend.
+    #[cfg(feature = "candle")]
+    Candle,
+}
+
+/// A loaded decoder on whichever backend was chosen.
+#[derive(Debug)]
+pub enum ModelDecoder {
+    /// On Charter's CPU kernels.
+    Cpu(Decoder<CpuBackend>),
+    /// On candle.
+    #[cfg(feature = "candle")]
+    Candle(Decoder<CandleBackend>),
+}
+
+macro_rules! each {
+    ($self:expr, $d:ident => $e:expr) => {
+        match $self {
+            ModelDecoder::Cpu($d) => $e,
+            #[cfg(feature = "candle")]
+            ModelDecoder::Candle($d) => $e,
+        }
+    };
+}
+
+impl ModelDecoder {
+    /// What runs the model, for reports (`"cpu (avx2)"`, `"candle"`).
+    pub fn describe(&self) -> String {
+        each!(self, d => d.describe())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DecoderConfig {
+        each!(self, d => d.config())
+    }
+
+    /// Positions the KV cache holds.
+    pub fn capacity(&self) -> usize {
+        each!(self, d => d.capacity())
+    }
+
+    /// Positions filled.
+    pub fn n_cached(&self) -> usize {
+        each!(self, d => d.n_cached())
+    }
+
+    /// Forgets positions from `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        each!(self, d => d.truncate(len));
+    }
+
+    /// See [`Decoder::save_state`].
+    pub fn save_state(&self, len: usize) -> Result<Vec<u8>, DecoderError> {
+        each!(self, d => d.save_state(len))
+    }
+
+    /// See [`Decoder::restore_state`].
+    pub fn restore_state(&mut self, bytes: &[u8]) -> Result<usize, DecoderError> {
+        each!(self, d => d.restore_state(bytes))
+    }
+
+    /// See [`Decoder::forward`].
+    pub fn forward(&mut self, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>, DecoderError> {
+        each!(self, d => d.forward(tokens, all_logits))
+    }
+}
 
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +122,8 @@ pub enum LoadError {
 pub struct LoadOptions {
     /// KV cache positions; by default the training context, at most 4096.
     pub context_length: Option<usize>,
+    /// The backend.
+    pub backend: BackendChoice,
 }
 
 /// What a model is, for `charter inspect` and the UI.
@@ -90,7 +168,7 @@ pub struct Model {
     /// What ends and what may not appear in the assistant's turn.
     pub policy: TurnPolicy,
     /// The weights and KV cache.
-    pub decoder: CpuDecoder,
+    pub decoder: ModelDecoder,
 }
 
 impl std::fmt::Debug for Model {
@@ -103,9 +181,17 @@ impl std::fmt::Debug for Model {
 const DEFAULT_CONTEXT: usize = 4096;
 
 impl Model {
-    /// Validates and loads a GGUF model held in memory.
+    /// Validates and loads a GGUF model held in memory (copied once into a buffer the
+    /// model keeps; [`Model::load_owned`] takes a buffer without copying).
     pub fn load(bytes: &[u8], options: &LoadOptions) -> Result<Model, LoadError> {
-        let gguf = Gguf::parse(bytes)?;
+        Model::load_owned(bytes.to_vec(), options)
+    }
+
+    /// Validates and loads a GGUF model, keeping `bytes`: Charter's CPU backend reads
+    /// the weights where they lie in it.
+    pub fn load_owned(bytes: Vec<u8>, options: &LoadOptions) -> Result<Model, LoadError> {
+        let bytes = Arc::new(bytes);
+        let gguf = Gguf::parse(&bytes)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let config = DecoderConfig::from_gguf(&gguf, tokenizer.n_vocab())?;
         let capacity = options.context_length.unwrap_or(config.train_context.min(DEFAULT_CONTEXT)).clamp(16, 1 << 20);
@@ -130,7 +216,17 @@ impl Model {
             bos: tokenizer.bos,
             eos: tokenizer.eos,
         };
-        let decoder = Decoder::load(CpuBackend, &gguf, config, capacity)?;
+        let decoder = match options.backend {
+            BackendChoice::Cpu => ModelDecoder::Cpu(Decoder::load(CpuBackend::new(Some(bytes.clone())), &gguf, config, capacity)?),
+            BackendChoice::CpuOn(isa) => {
+                if !Isa::available().contains(&isa) {
+                    return Err(LoadError::Decoder(DecoderError::Unsupported(format!("{} kernels on this machine", isa.name()))));
+                }
+                ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?)
+            }
+            #[cfg(feature = "candle")]
+            BackendChoice::Candle => ModelDecoder::Candle(Decoder::load(CandleBackend, &gguf, config, capacity)?),
+        };
         Ok(Model { info, tokenizer, template, policy, decoder })
     }
 }
@@ -149,6 +245,34 @@ fn choose_template(gguf: &Gguf<'_>, tokenizer: &Tokenizer) -> Result<ChatTemplat
         (PLAIN_TEMPLATE, TemplateSource::BuiltinPlain)
     };
     Ok(ChatTemplate::new(text, source, tokens)?)
+}
+
+impl LanguageModel for ModelDecoder {
+    fn n_vocab(&self) -> usize {
+        self.config().n_vocab
+    }
+
+    fn capacity(&self) -> usize {
+        ModelDecoder::capacity(self)
+    }
+
+    fn n_cached(&self) -> usize {
+        ModelDecoder::n_cached(self)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        ModelDecoder::truncate(self, len);
+    }
+
+    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        Ok(ModelDecoder::forward(self, tokens, false)?)
+    }
+
+    fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let n_vocab = self.config().n_vocab;
+        let flat = ModelDecoder::forward(self, tokens, true)?;
+        Ok(flat.chunks(n_vocab).map(<[f32]>::to_vec).collect())
+    }
 }
 
 impl<B: Backend> LanguageModel for Decoder<B> {

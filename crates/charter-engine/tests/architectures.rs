@@ -176,7 +176,7 @@ impl Tiny {
 }
 
 fn load(bytes: &[u8]) -> Model {
-    Model::load(bytes, &LoadOptions { context_length: Some(64) }).unwrap()
+    Model::load(bytes, &LoadOptions { context_length: Some(64), ..Default::default() }).unwrap()
 }
 
 /// Logits of the last token: all at once, in two chunks, and one token at a time.

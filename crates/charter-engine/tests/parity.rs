@@ -45,7 +45,7 @@ fn gaps(ours: &[f32], reference: &[(usize, f32)]) -> (f32, f32) {
 
 /// `oracle_raw_bound`: the largest raw gap to the shared oracle.
 fn check(file: &str, oracle: &str, oracle_raw_bound: f32) {
-    let model = Model::load(&model_bytes(file), &LoadOptions { context_length: Some(1024) }).unwrap();
+    let model = Model::load(&model_bytes(file), &LoadOptions { context_length: Some(1024), ..Default::default() }).unwrap();
     let local = reference_logits(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/reference/llamacpp_x86_first_logits.jsonl"));
     let mut session = Session::new(model.decoder);
     let mut worst = [0f32; 3];

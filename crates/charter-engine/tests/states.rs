@@ -53,7 +53,7 @@ fn a_state_of_another_model_or_a_damaged_one_is_refused() {
     assert_eq!(gemma.model().n_cached(), 0);
 
     let mut fresh = Session::new(load(SMOLLM2).decoder);
-    for damaged in [&saved[..saved.len() - 1], &saved[..10], b"CKV2 and more bytes than a header".as_slice()] {
+    for damaged in [&saved[..saved.len() - 1], &saved[..10], b"CKV9 and more bytes than a header, of another version".as_slice()] {
         assert!(fresh.restore(&prefix, |d| d.restore_state(damaged).map(|_| ()).map_err(Into::into)).is_err());
         assert_eq!(fresh.model().n_cached(), 0, "a refused state leaves the cache empty");
     }

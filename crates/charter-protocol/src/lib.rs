@@ -17,7 +17,7 @@ use charter_core::{GenerateOptions, GenerationStats, Message, StopReason};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A message with its request id and the protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +260,8 @@ pub struct BackendReport {
     pub webgpu_adapter: bool,
     /// The adapter's description, when there is one.
     pub webgpu_description: Option<String>,
+    /// The CPU kernels this worker build runs (`wasm-relaxed-simd` or `wasm-simd128`).
+    pub kernels: String,
     /// One sentence for the user on why `chosen` was chosen.
     pub reason: String,
 }
@@ -296,6 +298,11 @@ pub struct LoadedModel {
     pub load_seconds: f64,
     /// Charter's system block for this model, composed from the constitution.
     pub system_block: Option<SystemBlock>,
+    /// What runs the model (`"cpu (wasm-relaxed-simd)"`).
+    pub engine: String,
+    /// The worker's WebAssembly memory after the load, in bytes (the model file, the
+    /// KV cache and the working buffers).
+    pub memory_bytes: u64,
 }
 
 /// The system block the worker puts in front of every conversation.

@@ -94,7 +94,8 @@ fn Header(state: AppState) -> impl IntoView {
     let backend_text = move || match state.backend.get() {
         None => "Detecting…".to_owned(),
         Some(b) => match b.chosen {
-            BackendKind::WasmSimd => "CPU · WebAssembly SIMD".to_owned(),
+            BackendKind::WasmSimd if b.kernels == "wasm-relaxed-simd" => "CPU · WebAssembly relaxed SIMD".to_owned(),
+            BackendKind::WasmSimd => "CPU · WebAssembly SIMD128".to_owned(),
             BackendKind::WebGpu => "GPU · WebGPU".to_owned(),
         },
     };
@@ -398,6 +399,13 @@ fn Settings(state: AppState) -> impl IntoView {
             <Preferences state />
             <h2>"Backend"</h2>
             <p data-testid="backend-reason">{move || state.backend.get().map(|b| b.reason).unwrap_or_default()}</p>
+            <p data-testid="backend-kernels">{move || {
+                let kernels = state.backend.get().map(|b| b.kernels).unwrap_or_default();
+                match state.model.get() {
+                    Some(m) => format!("Kernels: {kernels}. The loaded model runs on {}; the worker's memory is {:.0} MB.", m.engine, m.memory_bytes as f64 / 1e6),
+                    None => format!("Kernels: {kernels}."),
+                }
+            }}</p>
         </section>
     }
 }

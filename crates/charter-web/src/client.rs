@@ -1,6 +1,10 @@
 //! The UI's end of the worker: starts it, sends requests, routes events, and starts a
 //! new one when it dies. One worker per page; it lives in a thread-local because the
 //! browser objects it holds are not `Send`.
+//!
+//! The worker comes in two builds: with relaxed SIMD's integer dot product (started
+//! where the browser validates relaxed SIMD) and with SIMD128 only. A relaxed build that
+//! dies before it is ready is not tried again: the page falls back to the SIMD128 one.
 
 use std::cell::{Cell, RefCell};
 
@@ -9,8 +13,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-/// Where Trunk puts the worker's loader.
+/// Where Trunk puts the loader of the SIMD128 build of the worker.
 const WORKER_URL: &str = "./charter-worker_loader.js";
+/// And of the relaxed-SIMD build.
+const RELAXED_WORKER_URL: &str = "./charter-worker-relaxed_loader.js";
 
 type Listener = Box<dyn Fn(u64, Event)>;
 type DeathListener = Box<dyn Fn(String)>;
@@ -20,6 +26,10 @@ thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
     static LISTENER: RefCell<Option<Listener>> = const { RefCell::new(None) };
     static ON_DEATH: RefCell<Option<DeathListener>> = const { RefCell::new(None) };
+    /// Whether to start the relaxed-SIMD build.
+    static RELAXED: Cell<bool> = const { Cell::new(false) };
+    /// Whether the running worker has said it is ready.
+    static READY: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Starts the worker; `on_event` receives every event, `on_death` a description when
@@ -27,15 +37,21 @@ thread_local! {
 pub fn start(on_event: impl Fn(u64, Event) + 'static, on_death: impl Fn(String) + 'static) -> Result<(), String> {
     LISTENER.with(|l| *l.borrow_mut() = Some(Box::new(on_event)));
     ON_DEATH.with(|l| *l.borrow_mut() = Some(Box::new(on_death)));
+    RELAXED.with(|r| r.set(crate::simd::relaxed_supported()));
     spawn()
 }
 
 fn spawn() -> Result<(), String> {
-    let worker = Worker::new(WORKER_URL).map_err(|e| format!("the inference worker could not start: {e:?}"))?;
+    READY.with(|r| r.set(false));
+    let url = if RELAXED.with(Cell::get) { RELAXED_WORKER_URL } else { WORKER_URL };
+    let worker = Worker::new(url).map_err(|e| format!("the inference worker could not start: {e:?}"))?;
     let on_message = Closure::<dyn Fn(MessageEvent)>::new(|message: MessageEvent| {
         let Some(text) = message.data().as_string() else { return };
         match decode::<Event>(&text) {
             Ok(Envelope { id, body, .. }) => LISTENER.with(|l| {
+                if matches!(body, Event::Ready { .. }) {
+                    READY.with(|r| r.set(true));
+                }
                 if let Some(listener) = l.borrow().as_ref() {
                     listener(id, body);
                 }
@@ -59,6 +75,9 @@ fn spawn() -> Result<(), String> {
 fn died(reason: String) {
     if let Some(old) = WORKER.with(|w| w.borrow_mut().take()) {
         old.terminate();
+    }
+    if !READY.with(Cell::get) && RELAXED.with(|r| r.replace(false)) {
+        web_sys::console::warn_1(&format!("the relaxed-SIMD worker did not start ({reason}); using the SIMD128 build").into());
     }
     ON_DEATH.with(|l| {
         if let Some(listener) = l.borrow().as_ref() {

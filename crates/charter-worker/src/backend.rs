@@ -7,20 +7,27 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 /// Looks for a WebGPU adapter and chooses the backend. Charter's engine runs on the
-/// CPU with WebAssembly SIMD; a WebGPU adapter is reported but not yet used.
+/// CPU with WebAssembly SIMD; a WebGPU adapter is reported but not yet used. The page
+/// starts the relaxed-SIMD build of this worker where the browser validates relaxed
+/// SIMD, so the kernels in use are this build's best.
 pub async fn detect() -> BackendReport {
     let adapter = webgpu_adapter().await;
     let (webgpu_adapter, webgpu_description) = match &adapter {
         Some(info) => (true, Some(info.clone())),
         None => (false, None),
     };
+    let isa = charter_engine::Isa::best();
+    let cpu = match isa {
+        charter_engine::Isa::RelaxedSimd => "on the CPU with WebAssembly relaxed SIMD (this browser has its integer dot product)",
+        _ => "on the CPU with WebAssembly SIMD128 (this browser has no relaxed SIMD)",
+    };
     let reason = match &adapter {
         Some(info) => format!(
-            "This browser offers a WebGPU adapter ({info}), but Charter's WebGPU backend is not built yet, so the model runs on the CPU with WebAssembly SIMD."
+            "This browser offers a WebGPU adapter ({info}), but Charter's WebGPU backend is not built yet, so the model runs {cpu}."
         ),
-        None => "This browser offers no WebGPU adapter, so the model runs on the CPU with WebAssembly SIMD.".to_owned(),
+        None => format!("This browser offers no WebGPU adapter, so the model runs {cpu}."),
     };
-    BackendReport { chosen: BackendKind::WasmSimd, webgpu_adapter, webgpu_description, reason }
+    BackendReport { chosen: BackendKind::WasmSimd, webgpu_adapter, webgpu_description, kernels: isa.name().to_owned(), reason }
 }
 
 async fn webgpu_adapter() -> Option<String> {

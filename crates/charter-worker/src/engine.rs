@@ -6,7 +6,7 @@ use charter_core::prompt::build_prompt;
 use charter_core::vocab::Vocabulary;
 use charter_core::{Message, Prompt, Reply, Session, StopReason, TokenOrigin, TurnPolicy};
 use charter_engine::tokenizer::Tokenizer;
-use charter_engine::{CpuDecoder, LoadOptions, Model, ModelInfo};
+use charter_engine::{LoadOptions, Model, ModelDecoder, ModelInfo};
 use charter_core::template::ChatTemplate;
 use charter_core::constitution::{
     Composed, Constitution, OperatorConfig, UserSettings, check_layers, compose, mark_units,
@@ -37,6 +37,18 @@ fn builtin() -> Result<Constitution, WorkerError> {
     Constitution::builtin().map_err(|e| WorkerError::new(ErrorKind::Internal, format!("Charter's constitution: {e}")))
 }
 
+/// The size of this worker's WebAssembly memory.
+fn memory_bytes() -> u64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use wasm_bindgen::JsCast;
+        let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+        memory.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as u64
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    0
+}
+
 /// A model ready to chat.
 pub struct Engine {
     /// Facts about the model.
@@ -48,7 +60,7 @@ pub struct Engine {
     /// Its turn policy.
     pub policy: TurnPolicy,
     /// The decoder and what its KV cache holds.
-    pub session: Session<CpuDecoder>,
+    pub session: Session<ModelDecoder>,
     /// Charter's system block for this model, and the budget it was composed for.
     pub system: (Composed, usize),
     /// Tokens kept free for the reply when older messages are dropped.
@@ -65,8 +77,8 @@ impl Engine {
     /// Loads a GGUF held in memory and composes its system block under `layers`. A
     /// block that cannot be composed (the operator's text over its cap, a window too
     /// small for the hard limits) fails the load: Charter does not run without it.
-    pub fn load(bytes: &[u8], context_length: Option<usize>, layers: &Layers) -> Result<Engine, WorkerError> {
-        let model = Model::load(bytes, &LoadOptions { context_length })
+    pub fn load(bytes: Vec<u8>, context_length: Option<usize>, layers: &Layers) -> Result<Engine, WorkerError> {
+        let model = Model::load_owned(bytes, &LoadOptions { context_length, ..LoadOptions::default() })
             .map_err(|e| WorkerError::new(ErrorKind::BadModel, format!("this file is not a model Charter can run: {e}")))?;
         let Model { info, tokenizer, template, policy, decoder } = model;
         let constitution = builtin()?;
@@ -111,6 +123,8 @@ impl Engine {
             stop_strings: self.policy.stop_strings.clone(),
             load_seconds,
             system_block: Some(self.system_block()),
+            engine: self.session.model().describe(),
+            memory_bytes: memory_bytes(),
         }
     }
 

@@ -75,3 +75,21 @@ pub async fn settle(promise: Promise, kind: ErrorKind, what: &str) -> Result<JsV
         }
     })
 }
+
+/// Reads a byte stream to its end straight into wasm memory, one chunk at a time, so
+/// the whole body never exists as one JavaScript buffer beside the copy. `size` is
+/// reserved up front when it is known.
+pub async fn read_stream(stream: web_sys::ReadableStream, size: Option<usize>) -> Result<Vec<u8>, String> {
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut out = Vec::with_capacity(size.unwrap_or(0));
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(|e| describe(&e))?;
+        if Reflect::get(&chunk, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+            return Ok(out);
+        }
+        let bytes: js_sys::Uint8Array = Reflect::get(&chunk, &JsValue::from_str("value")).map_err(|e| describe(&e))?.unchecked_into();
+        let start = out.len();
+        out.resize(start + bytes.length() as usize, 0);
+        bytes.copy_to(&mut out[start..]);
+    }
+}

@@ -7,13 +7,13 @@ use charter_core::GenerateHooks;
 use charter_protocol::{
     decode, encode, Envelope, ErrorKind, Event, ModelRef, ModelSource, Phase, Request, WorkerError,
 };
-use js_sys::{Array, Promise, Uint8Array};
+use js_sys::Array;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Blob, MessageEvent};
 
 use crate::engine::{Engine, Layers};
-use crate::js::{now, scope, settle, yield_now};
+use crate::js::{now, scope, yield_now};
 use crate::{backend, fetch, state_store, storage};
 
 /// Everything the worker remembers between messages.
@@ -149,9 +149,9 @@ async fn load_inner(
             let blob: Blob = attachment
                 .and_then(|a| a.dyn_into().ok())
                 .ok_or_else(|| WorkerError::new(ErrorKind::Protocol, format!("the file {name} did not reach the worker")))?;
-            let promise: Promise = blob.array_buffer();
-            let buffer = settle(promise, ErrorKind::BadModel, &format!("reading {name}")).await?;
-            Uint8Array::new(&buffer).to_vec()
+            crate::js::read_stream(blob.stream(), Some(blob.size() as usize))
+                .await
+                .map_err(|e| WorkerError::new(ErrorKind::BadModel, format!("reading {name}: {e}")))?
         }
     };
     post(id, Event::Progress { phase: Phase::Loading, done: bytes.len() as u64, total: Some(bytes.len() as u64) });
@@ -161,13 +161,13 @@ async fn load_inner(
     // Free the previous model first: two models at once may not fit in a tab.
     state.engine.replace(None);
     let layers = state.layers.borrow().clone();
-    let mut engine = Engine::load(&bytes, context_length, &layers)?;
     // Only a stored model has a name that pins its bytes; a picked file prefills.
     let state_model = match &source {
         ModelSource::Stored { url } => Some((url.clone(), bytes.len())),
         ModelSource::File { .. } => None,
     };
-    drop(bytes);
+    // The engine keeps the bytes: its kernels read the weights where they lie.
+    let mut engine = Engine::load(bytes, context_length, &layers)?;
     let restored = prepare(id, &mut engine, state_model.as_ref()).await?;
     state.state_model.replace(state_model);
     let mut model = engine.describe(now() - started);

@@ -3,7 +3,7 @@
 //! download is never taken for a whole one.
 
 use charter_protocol::{ErrorKind, StoredModel, WorkerError};
-use js_sys::{Array, Promise, Uint8Array};
+use js_sys::{Array, Uint8Array};
 use wasm_bindgen::JsCast;
 use web_sys::{Cache, Headers, Request, Response, ResponseInit};
 
@@ -49,11 +49,12 @@ pub async fn get(url: &str) -> Result<Option<Vec<u8>>, WorkerError> {
     let cache = open().await?;
     let found = settle(cache.match_with_str(url), ErrorKind::Internal, "reading model storage").await?;
     let Ok(response) = found.dyn_into::<Response>() else { return Ok(None) };
-    let promise: Promise = response
-        .array_buffer()
-        .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("reading the stored model: {}", crate::js::describe(&e))))?;
-    let buffer = settle(promise, ErrorKind::Internal, "reading the stored model").await?;
-    Ok(Some(Uint8Array::new(&buffer).to_vec()))
+    let size = response.headers().get(SIZE_HEADER).ok().flatten().and_then(|s| s.parse().ok());
+    let body = response.body().ok_or_else(|| WorkerError::new(ErrorKind::Internal, "the stored model has no body"))?;
+    let bytes = crate::js::read_stream(body, size)
+        .await
+        .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("reading the stored model: {e}")))?;
+    Ok(Some(bytes))
 }
 
 /// Every stored model.

@@ -167,15 +167,25 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     let mut c = cargo();
     c.args(["test", "--workspace"]).args(extra);
     run(c)?;
-    // The protocol and the worker's pure parts, compiled to wasm and run in headless
-    // Chromium by wasm-bindgen-test.
-    let mut c = cargo();
-    c.args(["test", "--target", "wasm32-unknown-unknown", "--package", "charter-protocol", "--package", "charter-worker", "--lib", "--tests"])
-        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", "wasm-bindgen-test-runner")
-        .env("CHROMEDRIVER", setup::CHROMEDRIVER)
-        .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", workspace_root().join("tests/webdriver.json"))
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "120");
-    run(c)?;
+    // The kernels, the protocol and the worker's pure parts, compiled to wasm and run in
+    // headless Chromium by wasm-bindgen-test; the kernels again in the relaxed-SIMD build.
+    let wasm_test = |packages: &[&str], features: &[&str]| {
+        let mut c = cargo();
+        c.args(["test", "--target", "wasm32-unknown-unknown", "--lib", "--tests"]);
+        for p in packages {
+            c.args(["--package", p]);
+        }
+        for f in features {
+            c.args(["--features", f]);
+        }
+        c.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", "wasm-bindgen-test-runner")
+            .env("CHROMEDRIVER", setup::CHROMEDRIVER)
+            .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", workspace_root().join("tests/webdriver.json"))
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "300");
+        run(c)
+    };
+    wasm_test(&["charter-kernels", "charter-protocol", "charter-worker"], &[])?;
+    wasm_test(&["charter-kernels"], &["charter-kernels/relaxed-simd"])?;
     let dist = build_web()?;
     let smollm = models.iter().find(|(id, _)| id.starts_with("smollm2")).map(|(_, p)| p.clone()).context("SmolLM2 was not fetched")?;
     let mut c = Command::new("node");

@@ -50,6 +50,6 @@ pub fn floats(v: &serde_json::Value) -> Vec<f32> {
 }
 
 pub fn load(file: &str) -> charter_engine::Model {
-    charter_engine::Model::load(&model_bytes(file), &charter_engine::LoadOptions { context_length: Some(1024) })
+    charter_engine::Model::load(&model_bytes(file), &charter_engine::LoadOptions { context_length: Some(1024), ..Default::default() })
         .unwrap_or_else(|e| panic!("loading {file}: {e}"))
 }

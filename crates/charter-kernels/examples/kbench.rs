@@ -1,0 +1,58 @@
+//! Times the matrix products on model-sized shapes: `cargo run --release -p
+//! charter-kernels --example kbench [ISA]`. A measuring tool, not a test.
+
+use std::time::Instant;
+
+use charter_kernels::format::Format;
+use charter_kernels::{Isa, Matrix, Q8Rows, matmul_q};
+
+fn main() {
+    let isa = match std::env::args().nth(1).as_deref() {
+        Some("scalar") => Isa::Scalar,
+        Some("simd128") => Isa::Simd128,
+        _ => Isa::best(),
+    };
+    println!("{}", isa.name());
+    for (format, rows, cols) in [
+        (Format::Q4_1, 1536, 576),
+        (Format::Q4_1, 576, 1536),
+        (Format::Q8_0, 49152, 576),
+        (Format::Q4K, 2048, 1024),
+        (Format::Q5_0, 640, 2048),
+        (Format::Q6K, 65536, 1024),
+        (Format::Q8_0, 2048, 640),
+    ] {
+        let Some(rb) = format.row_bytes(cols) else { continue };
+        let mut seed = 1u32;
+        let mut data: Vec<u8> = (0..rb * rows)
+            .map(|_| {
+                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                (seed >> 24) as u8
+            })
+            .collect();
+        // Tame the scales: zero the top bits of every byte pair would be overkill; random
+        // f16 scales may be huge or NaN, which costs nothing in these kernels.
+        data.iter_mut().step_by(7).for_each(|b| *b &= 0x3f);
+        let w = Matrix::new(format, rows, cols, &data).unwrap();
+        for n in [1usize, 16] {
+            let x: Vec<f32> = (0..n * cols).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+            let mut q = Q8Rows::default();
+            q.quantize(&x, n, cols, w.activation_block().unwrap());
+            let mut out = vec![0f32; n * rows];
+            let reps = (200_000_000 / (rows * cols * n)).max(3);
+            matmul_q(isa, &w, &q, &mut out);
+            let t = Instant::now();
+            for _ in 0..reps {
+                matmul_q(isa, &w, &q, &mut out);
+            }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "{:5} {rows:6}x{cols:5} n={n:2}: {:8.3} ms  {:6.2} GMAC/s  {:6.2} GB/s of weights",
+                format.name(),
+                s * 1e3,
+                (rows * cols * n) as f64 / s / 1e9,
+                (rb * rows) as f64 / s / 1e9
+            );
+        }
+    }
+}

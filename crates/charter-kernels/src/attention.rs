@@ -1,0 +1,222 @@
+//! Causal attention over a KV cache kept in `f16` (half the memory and bandwidth of
+//! `f32`), computed in `f32`.
+//!
+//! The cache is head-major (`[head][position][dim]`), so one head's keys are one run
+//! of memory. Queries are taken a tile of positions at a time, with every query head
+//! that shares a key head: each cached key and value is converted once per tile and
+//! used by all of the tile's queries, so a prefill chunk reads the cache once per tile,
+//! not once per query.
+
+use crate::dot::scalar::dot_f32;
+use crate::half::{f16_to_f32_finite, f32_to_f16};
+use crate::ops;
+
+/// Query positions per tile.
+const TILE: usize = 16;
+
+/// One layer's keys and values.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    heads: usize,
+    capacity: usize,
+    head_dim: usize,
+    k: Vec<u16>,
+    v: Vec<u16>,
+}
+
+/// The shape of one attention call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attention {
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads; query head `h` reads key head `h / (n_heads / n_kv_heads)`.
+    pub n_kv_heads: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// Multiplier of `q·k`.
+    pub scale: f32,
+    /// A query sees keys less than this many positions back, if set.
+    pub window: Option<usize>,
+    /// `tanh` soft cap of the scores, if set.
+    pub softcap: Option<f32>,
+}
+
+/// Buffers one attention call reuses.
+#[derive(Debug, Clone, Default)]
+pub struct Scratch {
+    scores: Vec<f32>,
+    key: Vec<f32>,
+}
+
+/// Largest finite half: values beyond it are clamped on the way into the cache rather
+/// than turned into infinities.
+const F16_MAX: f32 = 65504.0;
+
+impl KvCache {
+    /// A zeroed cache of `capacity` positions for `heads` heads of `head_dim`.
+    pub fn new(heads: usize, capacity: usize, head_dim: usize) -> Self {
+        let len = heads * capacity * head_dim;
+        KvCache { heads, capacity, head_dim, k: vec![0; len], v: vec![0; len] }
+    }
+
+    /// Positions it holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Key/value heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// Values per head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// Bytes it occupies.
+    pub fn bytes(&self) -> usize {
+        2 * 2 * self.k.len()
+    }
+
+    /// Writes rows of keys and values (`(n, heads · head_dim)` each) at positions
+    /// `start..start + n`.
+    ///
+    /// # Panics
+    /// When the rows do not fit.
+    pub fn write(&mut self, start: usize, k: &[f32], v: &[f32]) {
+        let width = self.heads * self.head_dim;
+        let n = k.len() / width;
+        assert!(k.len() == n * width && v.len() == k.len() && start + n <= self.capacity, "{n} rows at {start}");
+        for (dst, src) in [(&mut self.k, k), (&mut self.v, v)] {
+            for (i, row) in src.chunks_exact(width).enumerate() {
+                for (h, head) in row.chunks_exact(self.head_dim).enumerate() {
+                    let at = (h * self.capacity + start + i) * self.head_dim;
+                    for (d, &x) in dst[at..at + self.head_dim].iter_mut().zip(head) {
+                        *d = f32_to_f16(x.clamp(-F16_MAX, F16_MAX));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first `len` positions as `f16` bits, `(heads, len, head_dim)` for keys, then
+    /// the same for values.
+    pub fn read(&self, len: usize) -> Vec<u16> {
+        let mut out = Vec::with_capacity(2 * self.heads * len * self.head_dim);
+        for data in [&self.k, &self.v] {
+            for h in 0..self.heads {
+                let at = h * self.capacity * self.head_dim;
+                out.extend_from_slice(&data[at..at + len * self.head_dim]);
+            }
+        }
+        out
+    }
+
+    /// Fills the first `len` positions from [`KvCache::read`]'s layout.
+    ///
+    /// # Panics
+    /// When `data` does not hold `len` positions or they do not fit.
+    pub fn write_raw(&mut self, len: usize, data: &[u16]) {
+        let per = self.heads * len * self.head_dim;
+        assert!(len <= self.capacity && data.len() == 2 * per, "{} values as {len} positions", data.len());
+        let (capacity, head_dim) = (self.capacity, self.head_dim);
+        for (dst, src) in [(&mut self.k, &data[..per]), (&mut self.v, &data[per..])] {
+            if len == 0 {
+                break;
+            }
+            for (h, head) in src.chunks_exact(len * head_dim).enumerate() {
+                let at = h * capacity * head_dim;
+                dst[at..at + head.len()].copy_from_slice(head);
+            }
+        }
+    }
+
+    fn row(data: &[u16], at: usize, out: &mut [f32]) {
+        let n = out.len();
+        for (o, &h) in out.iter_mut().zip(&data[at..at + n]) {
+            *o = f16_to_f32_finite(h);
+        }
+    }
+}
+
+/// Attends `n` query rows (`(n, n_heads · head_dim)`) at positions `start..start + n`
+/// over the cache, whose positions `0..start + n` must be written; the result has the
+/// queries' shape.
+///
+/// # Panics
+/// When shapes disagree with the cache.
+pub fn attend(p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &mut [f32], scratch: &mut Scratch) {
+    let hd = p.head_dim;
+    let width = p.n_heads * hd;
+    let n = q.len() / width;
+    assert!(
+        q.len() == n * width
+            && out.len() == q.len()
+            && hd == cache.head_dim
+            && p.n_kv_heads == cache.heads
+            && p.n_kv_heads > 0
+            && p.n_heads % p.n_kv_heads == 0
+            && start + n <= cache.capacity,
+        "attention of {n} rows at {start}"
+    );
+    let group = p.n_heads / p.n_kv_heads;
+    let visible_from = |qpos: usize| p.window.map_or(0, |w| (qpos + 1).saturating_sub(w));
+    scratch.key.resize(hd, 0.0);
+    out.fill(0.0);
+    for kh in 0..p.n_kv_heads {
+        let base = kh * cache.capacity * hd;
+        for tile_start in (0..n).step_by(TILE) {
+            let tile = TILE.min(n - tile_start);
+            let lo = visible_from(start + tile_start);
+            let hi = start + tile_start + tile; // exclusive
+            let span = hi - lo;
+            let rows = tile * group;
+            scratch.scores.resize(rows * span, 0.0);
+            // Scores: each key once, against every query of the tile that sees it.
+            for pos in lo..hi {
+                KvCache::row(&cache.k, base + pos * hd, &mut scratch.key);
+                for i in 0..tile {
+                    let qpos = start + tile_start + i;
+                    if pos > qpos || pos < visible_from(qpos) {
+                        continue;
+                    }
+                    for g in 0..group {
+                        let h = kh * group + g;
+                        let qv = &q[(tile_start + i) * width + h * hd..][..hd];
+                        let mut s = dot_f32(qv, &scratch.key) * p.scale;
+                        if let Some(cap) = p.softcap {
+                            s = cap * ops::tanh(s / cap);
+                        }
+                        scratch.scores[(i * group + g) * span + (pos - lo)] = s;
+                    }
+                }
+            }
+            for i in 0..tile {
+                let qpos = start + tile_start + i;
+                let (from, to) = (visible_from(qpos) - lo, qpos + 1 - lo);
+                for g in 0..group {
+                    ops::softmax(&mut scratch.scores[(i * group + g) * span + from..(i * group + g) * span + to]);
+                }
+            }
+            // Values: each once, added into every query of the tile that sees it.
+            for pos in lo..hi {
+                KvCache::row(&cache.v, base + pos * hd, &mut scratch.key);
+                for i in 0..tile {
+                    let qpos = start + tile_start + i;
+                    if pos > qpos || pos < visible_from(qpos) {
+                        continue;
+                    }
+                    for g in 0..group {
+                        let h = kh * group + g;
+                        let w = scratch.scores[(i * group + g) * span + (pos - lo)];
+                        let o = &mut out[(tile_start + i) * width + h * hd..][..hd];
+                        for (o, &v) in o.iter_mut().zip(&scratch.key) {
+                            *o += w * v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
