@@ -67,6 +67,35 @@ pub enum GgufError {
     },
 }
 
+/// A parsed GGUF header detached from its buffer (see [`Gguf::detach`]).
+#[derive(Debug, Clone)]
+pub struct GgufHeader {
+    version: u32,
+    metadata: BTreeMap<String, Value>,
+    tensors: Vec<TensorInfo>,
+    data_start: usize,
+    len: usize,
+}
+
+impl GgufHeader {
+    /// The header back on a buffer of the same length, where the tensor data has been
+    /// rearranged in place but nothing else moved.
+    pub fn attach(self, buffer: &[u8]) -> Result<Gguf<'_>, GgufError> {
+        if buffer.len() != self.len {
+            return Err(GgufError::Invalid(format!("a header of a {}-byte file on {} bytes", self.len, buffer.len())));
+        }
+        Ok(Gguf { version: self.version, metadata: self.metadata, tensors: self.tensors, data: &buffer[self.data_start..] })
+    }
+
+    /// Where each tensor's bytes lie in the buffer.
+    pub fn tensor_ranges(&self) -> impl Iterator<Item = (&TensorInfo, std::ops::Range<usize>)> {
+        self.tensors.iter().map(|t| {
+            let start = self.data_start + t.offset as usize;
+            (t, start..start + t.n_bytes as usize)
+        })
+    }
+}
+
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -458,6 +487,13 @@ impl<'a> Gguf<'a> {
             }
         }
         Ok(Gguf { version, metadata, tensors, data })
+    }
+
+    /// The parsed header without the borrow of the buffer, to attach again to the same
+    /// buffer after its tensor data was rearranged in place ([`GgufHeader::attach`]).
+    pub fn detach(self, buffer: &[u8]) -> GgufHeader {
+        let data_start = buffer.len() - self.data.len();
+        GgufHeader { version: self.version, metadata: self.metadata, tensors: self.tensors, data_start, len: buffer.len() }
     }
 
     /// The info of the tensor called `name`.

@@ -189,43 +189,57 @@ impl Model {
 
     /// Validates and loads a GGUF model, keeping `bytes`: Charter's CPU backend reads
     /// the weights where they lie in it.
-    pub fn load_owned(bytes: Vec<u8>, options: &LoadOptions) -> Result<Model, LoadError> {
-        let bytes = Arc::new(bytes);
-        let gguf = Gguf::parse(&bytes)?;
-        let tokenizer = Tokenizer::from_gguf(&gguf)?;
-        let config = DecoderConfig::from_gguf(&gguf, tokenizer.n_vocab())?;
-        let capacity = options.context_length.unwrap_or(config.train_context.min(DEFAULT_CONTEXT)).clamp(16, 1 << 20);
-        let template = choose_template(&gguf, &tokenizer)?;
-        let policy = TurnPolicy::derive(&template, &tokenizer)?;
-        let mut quantization = BTreeMap::new();
-        for t in &gguf.tensors {
-            *quantization.entry(t.ty.name().to_owned()).or_insert(0) += 1;
-        }
-        let info = ModelInfo {
-            name: gguf.opt_str("general.name")?.map(str::to_owned),
-            architecture: config.architecture.name().to_owned(),
-            n_params: gguf.tensors.iter().map(|t| t.n_elements()).sum(),
-            quantization,
-            train_context: config.train_context,
-            context_length: capacity,
-            n_vocab: tokenizer.n_vocab(),
-            n_layers: config.n_layers,
-            n_embd: config.n_embd,
-            template_source: template.source(),
-            template: template.text().to_owned(),
-            bos: tokenizer.bos,
-            eos: tokenizer.eos,
+    pub fn load_owned(mut bytes: Vec<u8>, options: &LoadOptions) -> Result<Model, LoadError> {
+        let (header, tokenizer, config, template, policy, info) = {
+            let gguf = Gguf::parse(&bytes)?;
+            let tokenizer = Tokenizer::from_gguf(&gguf)?;
+            let config = DecoderConfig::from_gguf(&gguf, tokenizer.n_vocab())?;
+            let capacity = options.context_length.unwrap_or(config.train_context.min(DEFAULT_CONTEXT)).clamp(16, 1 << 20);
+            let template = choose_template(&gguf, &tokenizer)?;
+            let policy = TurnPolicy::derive(&template, &tokenizer)?;
+            let mut quantization = BTreeMap::new();
+            for t in &gguf.tensors {
+                *quantization.entry(t.ty.name().to_owned()).or_insert(0) += 1;
+            }
+            let info = ModelInfo {
+                name: gguf.opt_str("general.name")?.map(str::to_owned),
+                architecture: config.architecture.name().to_owned(),
+                n_params: gguf.tensors.iter().map(|t| t.n_elements()).sum(),
+                quantization,
+                train_context: config.train_context,
+                context_length: capacity,
+                n_vocab: tokenizer.n_vocab(),
+                n_layers: config.n_layers,
+                n_embd: config.n_embd,
+                template_source: template.source(),
+                template: template.text().to_owned(),
+                bos: tokenizer.bos,
+                eos: tokenizer.eos,
+            };
+            (gguf.detach(&bytes), tokenizer, config, template, policy, info)
         };
-        let decoder = match options.backend {
-            BackendChoice::Cpu => ModelDecoder::Cpu(Decoder::load(CpuBackend::new(Some(bytes.clone())), &gguf, config, capacity)?),
+        let capacity = info.context_length;
+        let isa = match options.backend {
+            BackendChoice::Cpu => Some(Isa::best()),
+            BackendChoice::CpuOn(isa) if Isa::available().contains(&isa) => Some(isa),
             BackendChoice::CpuOn(isa) => {
-                if !Isa::available().contains(&isa) {
-                    return Err(LoadError::Decoder(DecoderError::Unsupported(format!("{} kernels on this machine", isa.name()))));
-                }
-                ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?)
+                return Err(LoadError::Decoder(DecoderError::Unsupported(format!("{} kernels on this machine", isa.name()))));
             }
             #[cfg(feature = "candle")]
-            BackendChoice::Candle => ModelDecoder::Candle(Decoder::load(CandleBackend, &gguf, config, capacity)?),
+            BackendChoice::Candle => None,
+        };
+        // Charter's kernels read the weights where they lie, in the layout they read fastest.
+        if isa.is_some() {
+            crate::cpu::tile_matrices(&mut bytes, &header);
+        }
+        let bytes = Arc::new(bytes);
+        let gguf = header.attach(&bytes)?;
+        let decoder = match isa {
+            Some(isa) => ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?),
+            #[cfg(feature = "candle")]
+            None => ModelDecoder::Candle(Decoder::load(CandleBackend, &gguf, config, capacity)?),
+            #[cfg(not(feature = "candle"))]
+            None => unreachable!("without candle every backend is Charter's"),
         };
         Ok(Model { info, tokenizer, template, policy, decoder })
     }

@@ -50,14 +50,14 @@ pub fn gelu_tanh(x: f32) -> f32 {
 
 /// `Σ x` in the canonical lane order.
 pub fn sum(x: &[f32]) -> f32 {
-    let body = x.len() - x.len() % LANES;
+    let (chunks, tail) = x.as_chunks::<LANES>();
     let mut lanes = [0f32; LANES];
-    for chunk in x[..body].chunks_exact(LANES) {
-        for (l, &v) in lanes.iter_mut().zip(chunk) {
-            *l += v;
+    for chunk in chunks {
+        for j in 0..LANES {
+            lanes[j] += chunk[j];
         }
     }
-    x[body..].iter().fold(reduce_lanes(&lanes), |s, &v| s + v)
+    tail.iter().fold(reduce_lanes(&lanes), |s, &v| s + v)
 }
 
 /// RMS normalization of each run of `w.len()` values of `x`, times `w`, into `out`.

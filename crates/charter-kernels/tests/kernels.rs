@@ -9,6 +9,7 @@
 use charter_kernels::attention::{self, Attention, KvCache};
 use charter_kernels::format::{Format, dequantize_row};
 use charter_kernels::half::f32_to_f16;
+use charter_kernels::dot::{Layout, tile_in_place};
 use charter_kernels::{Isa, Matrix, Q8Rows, matmul_f, matmul_q, reference};
 
 #[cfg(target_arch = "wasm32")]
@@ -90,10 +91,18 @@ fn widths(format: Format) -> Vec<usize> {
     ws
 }
 
-/// Checks every instruction set on one shape.
-fn check(format: Format, rows: usize, cols: usize, n: usize, rng: &mut Rng) {
-    let data = random_matrix(format, rows, cols, rng);
+/// Checks every instruction set on one shape. `symmetric`: Q8_0 weights kept off −128
+/// and the matrix marked so, as the engine marks llama.cpp's.
+fn check(format: Format, rows: usize, cols: usize, n: usize, rng: &mut Rng, symmetric: bool) {
+    let mut data = random_matrix(format, rows, cols, rng);
+    if symmetric {
+        for blk in data.chunks_exact_mut(34) {
+            blk[2..].iter_mut().filter(|q| **q == 0x80).for_each(|q| *q = 0x81);
+        }
+    }
     let w = Matrix::new(format, rows, cols, &data).unwrap();
+    assert_eq!(w.symmetric_q8(), symmetric || (format == Format::Q8_0 && !data.chunks(34).any(|b| b[2..].contains(&0x80))));
+    let w = w.with_symmetric_q8(w.symmetric_q8());
     let x = activations(n, cols, rng);
     let mut q = Q8Rows::default();
     // The activations the quantized kernels actually multiply, for the reference.
@@ -133,6 +142,23 @@ fn check(format: Format, rows: usize, cols: usize, n: usize, rng: &mut Rng) {
             );
         }
     }
+    // The same matrix with its rows interleaved in tiles of four: the same bits.
+    let mut tiled = data.clone();
+    if tile_in_place(format, rows, cols, &mut tiled) {
+        let t = Matrix::tiled(format, rows, cols, &tiled).unwrap().with_symmetric_q8(w.symmetric_q8());
+        assert_eq!(t.layout(), Layout::Tiles4);
+        let (mut want_row, mut got_row) = (vec![0f32; cols], vec![0f32; cols]);
+        for r in 0..rows {
+            w.dequantize_row(r, &mut want_row);
+            t.dequantize_row(r, &mut got_row);
+            assert_eq!(want_row, got_row, "{} row {r} of {rows} tiled", format.name());
+        }
+        for isa in Isa::available() {
+            let mut got = vec![0f32; n * rows];
+            matmul_q(isa, &t, &q, &mut got);
+            assert!(got.iter().zip(&scalar).all(|(a, b)| a.to_bits() == b.to_bits()), "{} on tiled {} {rows}×{cols} n={n}", isa.name(), format.name());
+        }
+    }
 }
 
 #[test]
@@ -141,7 +167,10 @@ fn every_format_on_awkward_shapes() {
     for format in Format::ALL {
         for cols in widths(format) {
             for (rows, n) in [(1, 1), (7, 3), (13, 17), (4, 1)] {
-                check(format, rows, cols, n, &mut rng);
+                check(format, rows, cols, n, &mut rng, false);
+                if format == Format::Q8_0 {
+                    check(format, rows, cols, n, &mut rng, true);
+                }
             }
         }
     }
@@ -168,6 +197,8 @@ fn extreme_bytes_stay_exact() {
         data.extend((0..32).map(|j| if (i + j) % 3 == 0 { 0x80u8 } else { 0x7f }));
     }
     let w = Matrix::new(Format::Q8_0, 4, 64, &data).unwrap();
+    assert!(!w.symmetric_q8());
+    let w = w.with_symmetric_q8(w.symmetric_q8());
     let x: Vec<f32> = (0..64).map(|j| if j % 2 == 0 { 1.0 } else { -1.0 }).collect();
     let mut q = Q8Rows::default();
     q.quantize(&x, 1, 64, 32);

@@ -15,13 +15,61 @@ mod x86;
 use crate::format::Format;
 use crate::q8::Q8Rows;
 
-/// A weight matrix in its file layout: `rows` rows of `cols` values.
+/// How a matrix's blocks lie in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// As in the file: row after row.
+    Rows,
+    /// In tiles of four rows whose blocks are interleaved (row 0's block 0, row 1's
+    /// block 0, …, row 0's block 1, …), so the kernels, which take four rows at a time,
+    /// read one stream front to back; rows after the last whole tile stay as they are.
+    /// See [`tile_in_place`].
+    Tiles4,
+}
+
+/// Whether [`tile_in_place`] rearranges a matrix of this format and shape: the legacy
+/// 32-value formats with at least one whole tile. (k-quants are read a row at a time,
+/// which is one stream already.)
+pub fn tileable(format: Format, rows: usize) -> bool {
+    matches!(format, Format::Q4_0 | Format::Q4_1 | Format::Q5_0 | Format::Q5_1 | Format::Q8_0) && rows >= 4
+}
+
+/// Rearranges a matrix stored row after row into [`Layout::Tiles4`], in place (the
+/// size does not change); does nothing where [`tileable`] says no. Returns whether it
+/// did.
+///
+/// # Panics
+/// When `data` is not `rows × cols` values in `format`.
+pub fn tile_in_place(format: Format, rows: usize, cols: usize, data: &mut [u8]) -> bool {
+    if !tileable(format, rows) {
+        return false;
+    }
+    let rb = format.row_bytes(cols).expect("whole blocks");
+    assert_eq!(data.len(), rb * rows, "{} matrix of {rows}×{cols}", format.name());
+    let bb = format.block_bytes();
+    let mut tile = vec![0u8; 4 * rb];
+    for chunk in data.chunks_exact_mut(4 * rb) {
+        tile.copy_from_slice(chunk);
+        for b in 0..rb / bb {
+            for r in 0..4 {
+                chunk[(4 * b + r) * bb..(4 * b + r + 1) * bb].copy_from_slice(&tile[r * rb + b * bb..r * rb + (b + 1) * bb]);
+            }
+        }
+    }
+    true
+}
+
+/// A weight matrix: `rows` rows of `cols` values, in a [`Layout`].
 #[derive(Debug, Clone, Copy)]
 pub struct Matrix<'a> {
     format: Format,
     rows: usize,
     cols: usize,
     data: &'a [u8],
+    layout: Layout,
+    /// For Q8_0: no weight byte is −128, so a weight's negation is a byte too (checked
+    /// by [`Matrix::symmetric_q8`], which a caller runs once at load).
+    symmetric: bool,
 }
 
 /// A matrix whose bytes do not fit its shape.
@@ -53,7 +101,75 @@ impl<'a> Matrix<'a> {
                 found: data.len(),
             });
         }
-        Ok(Matrix { format, rows, cols, data })
+        Ok(Matrix { format, rows, cols, data, layout: Layout::Rows, symmetric: false })
+    }
+
+    /// Like [`Matrix::new`], for bytes that [`tile_in_place`] rearranged (where it did).
+    pub fn tiled(format: Format, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, ShapeError> {
+        let m = Matrix::new(format, rows, cols, data)?;
+        Ok(if tileable(format, rows) { Matrix { layout: Layout::Tiles4, ..m } } else { m })
+    }
+
+    /// How the blocks lie.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Rows in whole tiles of four (none in [`Layout::Rows`]).
+    pub(crate) fn tiled_rows(&self) -> usize {
+        match self.layout {
+            Layout::Rows => 0,
+            Layout::Tiles4 => self.rows / 4 * 4,
+        }
+    }
+
+    /// The bytes of block `b` of row `r`.
+    pub fn block(&self, r: usize, b: usize) -> &'a [u8] {
+        let (rb, bb) = (self.row_bytes(), self.format.block_bytes());
+        let at = if r < self.tiled_rows() { r / 4 * 4 * rb + (4 * b + r % 4) * bb } else { r * rb + b * bb };
+        &self.data[at..at + bb]
+    }
+
+    /// Row `r`, decoded.
+    ///
+    /// # Panics
+    /// When `out` is not one row long.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        assert_eq!(out.len(), self.cols, "a row of {} values", self.cols);
+        let block = self.format.block_len();
+        for (b, chunk) in out.chunks_exact_mut(block).enumerate() {
+            crate::format::dequantize_row(self.format, self.block(r, b), chunk);
+        }
+    }
+
+    /// Where four-row tiles start, and the strides of their blocks: (bytes from a row to
+    /// the next within a block column, bytes from a block to the next within a row).
+    pub(crate) fn tile_strides(&self) -> (usize, usize) {
+        let bb = self.format.block_bytes();
+        match self.layout {
+            Layout::Rows => (self.row_bytes(), bb),
+            Layout::Tiles4 => (bb, 4 * bb),
+        }
+    }
+
+    /// Whether every Q8_0 weight lies in −127..=127 (as llama.cpp writes them), which
+    /// lets relaxed SIMD multiply by weights with their signs moved onto them; false for
+    /// other formats. A pass over the matrix: run it once at load, then mark views of the
+    /// same bytes with [`Matrix::with_symmetric_q8`].
+    pub fn symmetric_q8(&self) -> bool {
+        self.format == Format::Q8_0 && self.data.chunks_exact(34).all(|b| b[2..].iter().all(|&q| q != 0x80))
+    }
+
+    /// This matrix, marked as [`Matrix::symmetric_q8`] found it. Marking a matrix that
+    /// is not gives wrong products for its −128 weights (never unsafe).
+    pub fn with_symmetric_q8(mut self, symmetric: bool) -> Self {
+        self.symmetric = symmetric && self.format == Format::Q8_0;
+        self
+    }
+
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn is_symmetric_q8(&self) -> bool {
+        self.symmetric
     }
 
     /// The storage format.
@@ -76,10 +192,21 @@ impl<'a> Matrix<'a> {
         self.data.len() / self.rows.max(1)
     }
 
-    /// The bytes of row `r`.
+    /// The bytes of row `r`, which must not lie in a tile: with [`Layout::Tiles4`],
+    /// a tiled row's blocks are apart (see [`Matrix::block`]).
+    ///
+    /// # Panics
+    /// When row `r` lies in a tile.
     pub fn row(&self, r: usize) -> &'a [u8] {
+        assert!(r >= self.tiled_rows(), "row {r} is interleaved with its tile's");
         let rb = self.row_bytes();
         &self.data[r * rb..(r + 1) * rb]
+    }
+
+    /// The bytes where row `r`'s tile starts (row `r` itself in [`Layout::Rows`]).
+    pub(crate) fn tile_start(&self, r: usize) -> *const u8 {
+        let rb = self.row_bytes();
+        self.data[r * rb..].as_ptr()
     }
 
     /// The values per block of activations this matrix multiplies: 32 for the legacy
@@ -146,10 +273,11 @@ pub fn matmul_q(isa: Isa, w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
     assert!(x.cols() == w.cols && out.len() == x.n() * w.rows, "{}×{} times {}×{}", w.rows, w.cols, x.n(), x.cols());
     match isa {
         Isa::Scalar => {
+            let nb = w.cols / w.format.block_len();
             for t in 0..x.n() {
                 let a = x.row(t);
                 for (r, o) in out[t * w.rows..(t + 1) * w.rows].iter_mut().enumerate() {
-                    *o = scalar::dot_q(w.format, w.row(r), a);
+                    *o = (0..nb).fold(0.0, |acc, b| scalar::block_step(w.format, w.block(r, b), &a, b, acc));
                 }
             }
         }

@@ -226,7 +226,16 @@ pub fn reduce_lanes(l: &[f32; LANES]) -> f32 {
 /// `Σ w·x` in the canonical order: 16 lane sums over whole runs of 16, reduced by
 /// [`reduce_lanes`], then the tail in order.
 pub fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
-    dot_f_with(w.len(), |i| w[i], x)
+    let n = w.len().min(x.len());
+    let (wc, wt) = w[..n].as_chunks::<LANES>();
+    let (xc, xt) = x[..n].as_chunks::<LANES>();
+    let mut lanes = [0f32; LANES];
+    for (a, b) in wc.iter().zip(xc) {
+        for j in 0..LANES {
+            lanes[j] += a[j] * b[j];
+        }
+    }
+    wt.iter().zip(xt).fold(reduce_lanes(&lanes), |s, (a, b)| s + a * b)
 }
 
 /// A float-format weight row times `f32` activations, in the canonical order.

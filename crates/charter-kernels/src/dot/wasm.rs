@@ -28,6 +28,10 @@ pub(crate) trait Dot {
     fn prep(a: v128) -> Self::A;
     /// `acc + partial sums of u·a`, as `i32x4`.
     fn dot(u: v128, a: Self::A, acc: v128) -> v128;
+    /// `acc + partial sums of w·a` for signed weights, where this product has a form
+    /// faster than [`Dot::dot`] on unsigned parts for them: always (SIMD128), or when no
+    /// weight is −128 (`symmetric`, relaxed SIMD); `None` otherwise.
+    fn dot_signed(w: v128, a: Self::A, acc: v128, symmetric: bool) -> Option<v128>;
 }
 
 /// SIMD128: widen to 16 bits, `i32x4.dot_i16x8_s`.
@@ -48,6 +52,14 @@ impl Dot for Plain {
         let hi = i32x4_dot_i16x8(u16x8_extend_high_u8x16(u), a.1);
         i32x4_add(acc, i32x4_add(lo, hi))
     }
+
+    #[inline(always)]
+    fn dot_signed(w: v128, a: (v128, v128), acc: v128, _: bool) -> Option<v128> {
+        // Signed bytes widen as they are, −128 included: no split needed.
+        let lo = i32x4_dot_i16x8(i16x8_extend_low_i8x16(w), a.0);
+        let hi = i32x4_dot_i16x8(i16x8_extend_high_i8x16(w), a.1);
+        Some(i32x4_add(acc, i32x4_add(lo, hi)))
+    }
 }
 
 /// Relaxed SIMD: one instruction per 16 products.
@@ -55,18 +67,38 @@ impl Dot for Plain {
 #[derive(Clone, Copy)]
 pub(crate) struct Relaxed;
 
+/// Activations for relaxed SIMD: the bytes, their sign masks and their magnitudes.
+#[cfg(feature = "relaxed-simd")]
+#[derive(Clone, Copy)]
+pub(crate) struct Signed {
+    a: v128,
+    negative: v128,
+    magnitude: v128,
+}
+
 #[cfg(feature = "relaxed-simd")]
 impl Dot for Relaxed {
-    type A = v128;
+    type A = Signed;
 
     #[inline(always)]
-    fn prep(a: v128) -> v128 {
-        a
+    fn prep(a: v128) -> Signed {
+        // |a| ≤ 127: activations are quantized to −127..=127.
+        Signed { a, negative: i8x16_lt(a, i8x16_splat(0)), magnitude: i8x16_abs(a) }
     }
 
     #[inline(always)]
-    fn dot(u: v128, a: v128, acc: v128) -> v128 {
-        i32x4_relaxed_dot_i8x16_i7x16_add(a, u, acc)
+    fn dot(u: v128, a: Signed, acc: v128) -> v128 {
+        i32x4_relaxed_dot_i8x16_i7x16_add(a.a, u, acc)
+    }
+
+    #[inline(always)]
+    fn dot_signed(w: v128, a: Signed, acc: v128, symmetric: bool) -> Option<v128> {
+        // w·a = (w·sign a)·|a|: |a| is a valid 7-bit operand, and w·sign a is a byte when
+        // w ≠ −128. (x ^ m) − m negates x where the mask m is all ones.
+        symmetric.then(|| {
+            let signed = i8x16_sub(v128_xor(w, a.negative), a.negative);
+            i32x4_relaxed_dot_i8x16_i7x16_add(signed, a.magnitude, acc)
+        })
     }
 }
 
@@ -128,14 +160,20 @@ fn fifth_bits(qh: u32) -> (v128, v128) {
     (to_bit(low), to_bit(high))
 }
 
-/// `Σ q·a` of one legacy block (before the offset), as partial sums.
+/// `Σ q·a` of one legacy block (before the offset), as partial sums. `symmetric`: a
+/// Q8_0 matrix without −128 weights.
 #[inline(always)]
-unsafe fn legacy_block<D: Dot, L: Legacy>(blk: *const u8, a: &[D::A; 2], s: i32) -> v128 {
+unsafe fn legacy_block<D: Dot, L: Legacy>(blk: *const u8, a: &[D::A; 2], s: i32, symmetric: bool) -> v128 {
     let zero = i32x4_splat(0);
     // SAFETY: `blk` points at a whole block of `L::BB` bytes.
     unsafe {
         if L::SIGNED {
             let (w0, w1) = (load(blk.add(L::QS)), load(blk.add(L::QS + 16)));
+            if let Some(first) = D::dot_signed(w0, a[0], zero, symmetric) {
+                if let Some(both) = D::dot_signed(w1, a[1], first, symmetric) {
+                    return both;
+                }
+            }
             // As unsigned bytes, w + 128 = 128·top + low7; Σ w·a = Σ low7·a + 128·Σ top·a − 128·Σ a.
             let (u0, u1) = (v128_xor(w0, u8x16_splat(0x80)), v128_xor(w1, u8x16_splat(0x80)));
             let low7 = u8x16_splat(0x7f);
@@ -186,30 +224,31 @@ unsafe fn gather_f16(p: *const u8, stride: usize) -> v128 {
     f32x4_mul(bits, f32x4_splat(F16_RESCALE))
 }
 
-/// Four rows from `p` (rows `rb` bytes apart) times one activation row.
+/// Four rows from `p` times one activation row: block `b` of row `r` is at
+/// `p + b·bs + r·rs` (see [`Matrix::tile_strides`]).
 #[inline(always)]
-unsafe fn legacy_rows4<D: Dot, L: Legacy>(p: *const u8, rb: usize, nb: usize, a: &Q8Row<'_>) -> v128 {
+unsafe fn legacy_rows4<D: Dot, L: Legacy>(p: *const u8, (rs, bs): (usize, usize), nb: usize, a: &Q8Row<'_>, symmetric: bool) -> v128 {
     let mut acc = f32x4_splat(0.0);
     for b in 0..nb {
         // SAFETY: block `b` of four rows lies inside the matrix; the activation row has
         // 32 bytes per block.
         unsafe {
-            let blk = p.add(b * L::BB);
+            let blk = p.add(b * bs);
             let qa = a.qs.as_ptr().add(32 * b);
             let acts = [D::prep(load_i8(qa)), D::prep(load_i8(qa.add(16)))];
             let s = scalar::sum32(a, b);
             let da = f32x4_splat(*a.d.get_unchecked(b));
-            let dots = [0, 1, 2, 3].map(|r| legacy_block::<D, L>(blk.add(r * rb), &acts, s));
+            let dots = [0, 1, 2, 3].map(|r| legacy_block::<D, L>(blk.add(r * rs), &acts, s, symmetric));
             let mut i = transpose_sum(dots);
             if L::OFFSET != 0 {
                 i = i32x4_sub(i, i32x4_splat(L::OFFSET * s));
             }
-            let dw = gather_f16(blk, rb);
+            let dw = gather_f16(blk, rs);
             let step = f32x4_mul(f32x4_mul(dw, da), f32x4_convert_i32x4(i));
             acc = match L::MIN {
                 None => f32x4_add(acc, step),
                 Some(at) => {
-                    let m = gather_f16(blk.add(at), rb);
+                    let m = gather_f16(blk.add(at), rs);
                     f32x4_add(acc, f32x4_add(step, f32x4_mul(f32x4_mul(m, da), f32x4_splat(s as f32))))
                 }
             };
@@ -220,14 +259,14 @@ unsafe fn legacy_rows4<D: Dot, L: Legacy>(p: *const u8, rb: usize, nb: usize, a:
 
 /// One row times one activation row, with the scalar float steps.
 #[inline(always)]
-unsafe fn legacy_row<D: Dot, L: Legacy>(row: &[u8], a: &Q8Row<'_>) -> f32 {
+unsafe fn legacy_row<D: Dot, L: Legacy>(row: &[u8], a: &Q8Row<'_>, symmetric: bool) -> f32 {
     let mut acc = 0f32;
     for (b, blk) in row.chunks_exact(L::BB).enumerate() {
         // SAFETY: `blk` is a whole block, and the activation row has 32 bytes per block.
         let i = unsafe {
             let qa = a.qs.as_ptr().add(32 * b);
             let acts = [D::prep(load_i8(qa)), D::prep(load_i8(qa.add(16)))];
-            hsum_i32(legacy_block::<D, L>(blk.as_ptr(), &acts, scalar::sum32(a, b)))
+            hsum_i32(legacy_block::<D, L>(blk.as_ptr(), &acts, scalar::sum32(a, b), symmetric))
         };
         let s = scalar::sum32(a, b);
         let dw = read_f16_finite(blk, 0);
@@ -241,13 +280,15 @@ unsafe fn legacy_row<D: Dot, L: Legacy>(row: &[u8], a: &Q8Row<'_>) -> f32 {
 
 #[inline(always)]
 fn legacy<D: Dot, L: Legacy>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
-    let (rows, rb, nb) = (w.rows(), w.row_bytes(), w.cols() / 32);
+    let (rows, nb) = (w.rows(), w.cols() / 32);
+    let symmetric = w.is_symmetric_q8();
+    let strides = w.tile_strides();
     let tiles = rows / 4;
     for tile in 0..tiles {
-        let p = w.row(4 * tile).as_ptr();
+        let p = w.tile_start(4 * tile);
         for t in 0..x.n() {
-            // SAFETY: rows 4·tile..4·tile+4 exist, each `rb` bytes after the last.
-            let v = unsafe { legacy_rows4::<D, L>(p, rb, nb, &x.row(t)) };
+            // SAFETY: rows 4·tile..4·tile+4 exist, laid out as `strides` say.
+            let v = unsafe { legacy_rows4::<D, L>(p, strides, nb, &x.row(t), symmetric) };
             let o = &mut out[t * rows + 4 * tile..t * rows + 4 * tile + 4];
             // SAFETY: `o` has four f32s.
             unsafe { v128_store(o.as_mut_ptr().cast::<v128>(), v) };
@@ -256,7 +297,7 @@ fn legacy<D: Dot, L: Legacy>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
     for r in 4 * tiles..rows {
         for t in 0..x.n() {
             // SAFETY: row `r` is whole.
-            out[t * rows + r] = unsafe { legacy_row::<D, L>(w.row(r), &x.row(t)) };
+            out[t * rows + r] = unsafe { legacy_row::<D, L>(w.row(r), &x.row(t), symmetric) };
         }
     }
 }

@@ -129,27 +129,29 @@ unsafe fn gather_f16(p: *const u8, stride: usize) -> __m128 {
     }
 }
 
+/// Four rows from `p` times one activation row: block `b` of row `r` is at
+/// `p + b·bs + r·rs` (see `Matrix::tile_strides`).
 #[target_feature(enable = "avx2,sse4.1")]
-unsafe fn legacy_rows4<L: Legacy>(p: *const u8, rb: usize, nb: usize, a: &Q8Row<'_>) -> __m128 {
+unsafe fn legacy_rows4<L: Legacy>(p: *const u8, (rs, bs): (usize, usize), nb: usize, a: &Q8Row<'_>) -> __m128 {
     let mut acc = _mm_setzero_ps();
     for b in 0..nb {
         // SAFETY: block `b` of four rows lies inside the matrix; the activation row has
         // 32 bytes per block.
         unsafe {
-            let blk = p.add(b * L::BB);
+            let blk = p.add(b * bs);
             let av = load256(a.qs.as_ptr().add(32 * b).cast());
             let s = scalar::sum32(a, b);
             let da = _mm_set1_ps(*a.d.get_unchecked(b));
-            let d = [0, 1, 2, 3].map(|r| fold(legacy_block::<L>(blk.add(r * rb), av)));
+            let d = [0, 1, 2, 3].map(|r| fold(legacy_block::<L>(blk.add(r * rs), av)));
             let mut i = _mm_hadd_epi32(_mm_hadd_epi32(d[0], d[1]), _mm_hadd_epi32(d[2], d[3]));
             if L::OFFSET != 0 {
                 i = _mm_sub_epi32(i, _mm_set1_epi32(L::OFFSET * s));
             }
-            let step = _mm_mul_ps(_mm_mul_ps(gather_f16(blk, rb), da), _mm_cvtepi32_ps(i));
+            let step = _mm_mul_ps(_mm_mul_ps(gather_f16(blk, rs), da), _mm_cvtepi32_ps(i));
             acc = match L::MIN {
                 None => _mm_add_ps(acc, step),
                 Some(at) => {
-                    let m = gather_f16(blk.add(at), rb);
+                    let m = gather_f16(blk.add(at), rs);
                     _mm_add_ps(acc, _mm_add_ps(step, _mm_mul_ps(_mm_mul_ps(m, da), _mm_set1_ps(s as f32))))
                 }
             };
@@ -176,15 +178,16 @@ unsafe fn legacy_row<L: Legacy>(row: &[u8], a: &Q8Row<'_>) -> f32 {
 
 #[target_feature(enable = "avx2,sse4.1")]
 unsafe fn legacy<L: Legacy>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
-    let (rows, rb, nb) = (w.rows(), w.row_bytes(), w.cols() / 32);
+    let (rows, nb) = (w.rows(), w.cols() / 32);
+    let strides = w.tile_strides();
     let tiles = rows / 4;
     for tile in 0..tiles {
-        let p = w.row(4 * tile).as_ptr();
+        let p = w.tile_start(4 * tile);
         for t in 0..x.n() {
-            // SAFETY: rows 4·tile..4·tile+4 exist, each `rb` bytes after the last; the
-            // output slice has four f32s.
+            // SAFETY: rows 4·tile..4·tile+4 exist, laid out as `strides` say; the output
+            // slice has four f32s.
             unsafe {
-                let v = legacy_rows4::<L>(p, rb, nb, &x.row(t));
+                let v = legacy_rows4::<L>(p, strides, nb, &x.row(t));
                 _mm_storeu_ps(out.as_mut_ptr().add(t * rows + 4 * tile), v);
             }
         }
