@@ -43,6 +43,47 @@ fn load(args: &ModelArgs) -> anyhow::Result<Model> {
     Ok(model)
 }
 
+/// `charter bench`.
+pub fn bench(args: &ModelArgs, plan: Option<&Path>, json: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let model = load(args)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let plan = match plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not a speed-test plan", path.display()))?
+        }
+        None => charter_core::bench::BenchPlan::speed_test(&model.tokenizer, model.info.context_length)?,
+    };
+    let engine = model.decoder.describe();
+    let mut session = Session::new(model.decoder);
+    let clock = Instant::now();
+    let result = session.measure(&plan, &mut || clock.elapsed().as_secs_f64())?;
+    let peak_rss_bytes = peak_rss();
+    if json {
+        outln!("{}", json!({ "engine": engine, "load_seconds": load_seconds, "result": result, "peak_rss_bytes": peak_rss_bytes }));
+        return Ok(());
+    }
+    outln!("{engine}: loaded in {load_seconds:.2} s");
+    for p in &result.prefill {
+        outln!("prefill of {} fresh tokens: {:.1} tokens/s", p.tokens, p.tokens as f64 / p.seconds);
+    }
+    outln!("decode of {} tokens: {:.1} tokens/s", result.decode_tokens, result.decode_tokens_per_s());
+    outln!("second turn of {} tokens: first token after {:.3} s", result.turn_tokens, result.turn_seconds);
+    if let Some(rss) = peak_rss_bytes {
+        outln!("peak memory: {:.0} MB", rss as f64 / 1e6);
+    }
+    Ok(())
+}
+
+/// The process's peak resident memory, where the system tells it (Linux).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

@@ -78,6 +78,19 @@ enum Command {
     /// Generate one reply to messages given as arguments or in a file.
     Run(RunArgs),
     /// Teacher-forced scoring: the model's prediction at every position of given ids.
+    /// Time the model on this machine: fresh prefills, greedy decoding, a second turn,
+    /// the load, and peak memory (`charter_core::bench`, as the app's speed test).
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A JSON `BenchPlan` (`prompt`, `prefill`, `decode`, `context`, `turn`) to time
+        /// these tokens instead of Charter's own speed test.
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Print JSON: `engine`, `load_seconds`, `result`, `peak_rss_bytes`.
+        #[arg(long)]
+        json: bool,
+    },
     Score {
         #[command(flatten)]
         model: ModelArgs,
@@ -200,6 +213,7 @@ fn main() {
         Command::Masks { model, conversations } => commands::masks(&model, &conversations),
         Command::Run(args) => commands::run(&args),
         Command::Score { model, ids, json: _ } => commands::score(&model, &ids),
+        Command::Bench { model, plan, json } => commands::bench(&model, plan.as_deref(), json),
         Command::Tokenize { model, special, jsonl, json, text } => {
             commands::tokenize(&model, special, jsonl.as_deref(), text.as_deref(), json)
         }

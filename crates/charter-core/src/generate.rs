@@ -239,6 +239,19 @@ impl<M: LanguageModel> Session<M> {
         Ok(())
     }
 
+    /// Appends `tokens` after what the cache holds and returns the logits that follow
+    /// the last of them, as the raw model gives them (no turn policy, no sampling).
+    pub fn extend(&mut self, tokens: &[u32]) -> Result<Vec<f32>, GenerateError> {
+        self.check_prompt(tokens)?;
+        let n = self.cached.len() + tokens.len();
+        if n >= self.model.capacity() {
+            return Err(GenerateError::PromptTooLong { n_prompt: n, capacity: self.model.capacity() });
+        }
+        let logits = self.model.forward(tokens).map_err(GenerateError::Model)?;
+        self.cached.extend_from_slice(tokens);
+        Ok(logits)
+    }
+
     /// Takes over a KV state that `restore` puts into the model from elsewhere (a saved
     /// prefill of `tokens`, from an earlier load of the same model): afterwards the
     /// session knows the cache holds `tokens`. If `restore` fails, or leaves another

@@ -19,6 +19,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod catalog;
 pub mod chat;
 pub mod constitution;

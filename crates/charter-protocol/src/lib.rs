@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+use charter_core::bench::{BenchPlan, BenchResult};
 use charter_core::constitution::{OperatorConfig, UserSettings};
 use charter_core::{GenerateOptions, GenerationStats, Message, StopReason};
 use serde::{Deserialize, Serialize};
@@ -118,6 +119,15 @@ pub enum Request {
         /// The user's settings.
         user: UserSettings,
     },
+    /// Times the loaded model on this device (`charter_core::bench`): fresh prefills,
+    /// greedy decoding and a second turn. `plan` gives the tokens (for comparisons with
+    /// other engines); without one the worker uses a text of its own. Answered by
+    /// [`Event::Benchmarked`]; afterwards the model is back in its state after Charter's
+    /// system block.
+    Benchmark {
+        /// The tokens and lengths to time.
+        plan: Option<BenchPlan>,
+    },
     /// Lists stored models. Answered by [`Event::StoredList`].
     ListStored,
     /// Deletes a stored model. Answered by [`Event::StoredList`].
@@ -203,6 +213,13 @@ pub enum Event {
     Finished {
         /// How.
         reply: FinishedReply,
+    },
+    /// A [`Request::Benchmark`]'s figures.
+    Benchmarked {
+        /// The figures.
+        result: BenchResult,
+        /// What ran the model (`"cpu (wasm-relaxed-simd)"`).
+        engine: String,
     },
     /// A [`Request::Configure`] took effect.
     Configured {

@@ -43,6 +43,8 @@ fn requests() -> Vec<Request> {
             user: UserSettings { disable: vec!["style".into()] },
         },
         Request::ListStored,
+        Request::Benchmark { plan: None },
+        Request::Benchmark { plan: Some(charter_core::bench::BenchPlan::from_tokens((0..50).collect(), vec![42], 8, 6)) },
         Request::Delete { url: "/models/m.gguf".into() },
     ]
 }
@@ -105,6 +107,16 @@ fn events() -> Vec<Event> {
             },
         },
         Event::StoredList { models: vec![] },
+        Event::Benchmarked {
+            result: charter_core::bench::BenchResult {
+                prefill: vec![charter_core::bench::PrefillTime { tokens: 42, seconds: 0.5 }],
+                decode_tokens: 128,
+                decode_seconds: 2.0,
+                turn_tokens: 40,
+                turn_seconds: 0.25,
+            },
+            engine: "cpu (wasm-simd128)".into(),
+        },
         Event::Error { error: WorkerError::new(ErrorKind::Quota, "full") },
         Event::Error { error: WorkerError::new(ErrorKind::Config, "may not switch off unit \"hard-limits\"") },
     ]

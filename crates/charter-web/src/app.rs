@@ -15,7 +15,7 @@ use crate::format;
 use crate::markdown;
 use crate::layers::Start;
 use crate::operator::{OperatorPanel, Preferences};
-use crate::state::{catalog, check_layers, model_url, AppState, Panel, Status};
+use crate::state::{catalog, check_layers, model_url, AppState, Panel, SpeedTest, Status};
 
 /// The whole app.
 #[component]
@@ -405,6 +405,18 @@ fn Settings(state: AppState) -> impl IntoView {
                     Some(m) => format!("Kernels: {kernels}. The loaded model runs on {}; the worker's memory is {:.0} MB.", m.engine, m.memory_bytes as f64 / 1e6),
                     None => format!("Kernels: {kernels}."),
                 }
+            }}</p>
+            <button
+                data-testid="speed-test"
+                disabled=move || state.model.get().is_none() || state.speed.get() == SpeedTest::Running
+                on:click=move |_| state.speed_test()
+            >
+                "Measure this device's speed"
+            </button>
+            <p data-testid="speed-result" role="status">{move || match state.speed.get() {
+                SpeedTest::NotRun => String::new(),
+                SpeedTest::Running => "Measuring…".to_owned(),
+                SpeedTest::Done(line) => line,
             }}</p>
         </section>
     }

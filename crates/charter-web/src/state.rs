@@ -52,6 +52,17 @@ pub enum Panel {
     Operator,
 }
 
+/// The device speed test's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpeedTest {
+    /// Not run since the worker started.
+    NotRun,
+    /// Running.
+    Running,
+    /// Its figures, or why it failed.
+    Done(String),
+}
+
 /// What a request was for, so its events go to the right place.
 #[derive(Debug, Clone)]
 enum Pending {
@@ -61,6 +72,7 @@ enum Pending {
     Predict,
     List { autostart: bool },
     Configure { operator: Option<OperatorConfig>, user: UserSettings },
+    SpeedTest,
 }
 
 thread_local! {
@@ -135,6 +147,8 @@ pub struct AppState {
     pub user_settings: RwSignal<UserSettings>,
     /// Whether a configuration is being checked and read into the model.
     pub configuring: RwSignal<bool>,
+    /// The device speed test.
+    pub speed: RwSignal<SpeedTest>,
     /// The outcome of the last configuration: `Ok` with what changed, `Err` with why it
     /// was refused.
     pub config_result: RwSignal<Option<Result<String, String>>>,
@@ -212,6 +226,7 @@ impl AppState {
             operator_deployed: RwSignal::new(false),
             user_settings: RwSignal::new(UserSettings::default()),
             configuring: RwSignal::new(false),
+            speed: RwSignal::new(SpeedTest::NotRun),
             config_result: RwSignal::new(None),
         }
     }
@@ -220,6 +235,13 @@ impl AppState {
     /// first (so a refusal is immediate and names the unit) and again in the worker,
     /// which also counts the operator's text in the model's tokens; they take effect,
     /// and are saved, only once the worker accepts them.
+    /// Times the loaded model on this device.
+    pub fn speed_test(self) {
+        let id = client::send(Request::Benchmark { plan: None });
+        remember(id, Pending::SpeedTest);
+        self.speed.set(SpeedTest::Running);
+    }
+
     pub fn configure(self, operator: Option<OperatorConfig>, user: UserSettings) {
         let operator = operator.filter(|o| !o.is_empty());
         if let Err(e) = check_layers(operator.as_ref(), &user) {
@@ -461,6 +483,7 @@ impl AppState {
         self.generating.set(None);
         self.streaming.set(None);
         self.configuring.set(false);
+        self.speed.set(SpeedTest::NotRun);
         self.model.set(None);
         self.status.set(Status::Starting);
         self.notice.set(Some(format!(
@@ -477,6 +500,21 @@ impl AppState {
                 // The layers go first: the load that follows composes under them.
                 self.configure(self.operator.get_untracked(), self.user_settings.get_untracked());
                 self.list(true);
+            }
+            Event::Benchmarked { result, engine } => {
+                forget(id);
+                let prefill = result
+                    .prefill
+                    .iter()
+                    .map(|p| format!("{} tokens at {:.0} tokens/s", p.tokens, p.tokens as f64 / p.seconds))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.speed.set(SpeedTest::Done(format!(
+                    "On {engine}: reads a prompt of {prefill}; writes {:.1} tokens/s; answers a second turn of {} tokens after {:.2} s.",
+                    result.decode_tokens_per_s(),
+                    result.turn_tokens,
+                    result.turn_seconds
+                )));
             }
             Event::Configured { system_block } => {
                 forget(id);
@@ -564,6 +602,7 @@ impl AppState {
                         self.notice.set(Some(error.message));
                         self.prediction_ended();
                     }
+                    Some(Pending::SpeedTest) => self.speed.set(SpeedTest::Done(format!("The speed test failed: {}", error.message))),
                     Some(Pending::Configure { .. }) => {
                         self.configuring.set(false);
                         self.config_result.set(Some(Err(error.message)));

@@ -79,6 +79,7 @@ async fn handle(state: Rc<State>, id: u64, request: Request, attachment: Option<
             generate(&state, id, &messages, &options, predict_user).await
         }
         Request::Configure { operator, user } => configure(&state, id, Layers { operator, user }).await,
+        Request::Benchmark { plan } => benchmark(&state, id, plan).await,
         Request::ListStored => storage::list().await.map(|models| post(id, Event::StoredList { models })),
         Request::Delete { url } => async {
             storage::delete(&url).await?;
@@ -243,6 +244,33 @@ async fn reconfigure(
             Err(e)
         }
     }
+}
+
+/// Times the loaded model, then puts it back in its state after the system block.
+async fn benchmark(state: &State, id: u64, plan: Option<charter_core::bench::BenchPlan>) -> Result<(), WorkerError> {
+    if state.generating.get().is_some() || state.loading.get() {
+        return Err(WorkerError::new(ErrorKind::Busy, "the worker is busy; try again when the reply or the load has finished"));
+    }
+    let Some(mut engine) = state.engine.borrow_mut().take() else {
+        return Err(WorkerError::new(ErrorKind::NoModel, "load a model before timing it"));
+    };
+    state.loading.set(true);
+    // Let the UI show that the test runs before the worker is busy for seconds.
+    yield_now().await;
+    let measured = match plan {
+        Some(plan) => Ok(plan),
+        None => charter_core::bench::BenchPlan::speed_test(&engine.tokenizer, engine.info.context_length),
+    }
+    .and_then(|plan| engine.session.measure(&plan, &mut now));
+    let state_model = state.state_model.borrow().clone();
+    let prepared = prepare(id, &mut engine, state_model.as_ref()).await;
+    let described = engine.session.model().describe();
+    state.engine.replace(Some(engine));
+    state.loading.set(false);
+    prepared?;
+    let result = measured.map_err(|e| WorkerError::new(ErrorKind::Internal, e.to_string()))?;
+    post(id, Event::Benchmarked { result, engine: described });
+    Ok(())
 }
 
 struct Hooks<'a> {

@@ -1,0 +1,206 @@
+//! A speed test of a model on this device, the same everywhere Charter runs: the
+//! browser worker (the app's speed test and `cargo xtask bench`) and the command line
+//! (`charter bench`) both call [`Session::measure`], so their figures mean the same.
+//!
+//! What is timed, after one untimed pass: prefills of fresh prompts (from an empty
+//! cache) of each length asked,
+//! greedy decoding of a number of tokens after the shortest of them, and a second turn:
+//! with a context already cached, the time from reading the new turn's tokens to the
+//! first token of the reply. Token ids are given, so other engines can be timed on the
+//! very same tokens. The clock comes in from outside: a wasm worker has no system clock.
+
+use serde::{Deserialize, Serialize};
+
+use crate::generate::{GenerateError, LanguageModel, Session};
+use crate::sampling::argmax;
+
+/// What to time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchPlan {
+    /// Tokens for the fresh prompts, at least as many as the longest prefill.
+    pub prompt: Vec<u32>,
+    /// Lengths of fresh prompts to prefill, each from an empty cache.
+    pub prefill: Vec<usize>,
+    /// Tokens to decode greedily after the shortest prompt.
+    pub decode: usize,
+    /// The conversation so far, for the second turn (cached before the clock starts).
+    pub context: Vec<u32>,
+    /// The second turn's tokens, read after `context`.
+    pub turn: Vec<u32>,
+}
+
+/// One timed prefill.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefillTime {
+    /// Prompt tokens.
+    pub tokens: usize,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// The figures of a [`BenchPlan`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    /// Each prefill.
+    pub prefill: Vec<PrefillTime>,
+    /// Tokens decoded.
+    pub decode_tokens: usize,
+    /// Seconds they took.
+    pub decode_seconds: f64,
+    /// Tokens of the second turn.
+    pub turn_tokens: usize,
+    /// Seconds from reading the second turn to its first token.
+    pub turn_seconds: f64,
+}
+
+impl BenchResult {
+    /// Prefill speed for `tokens`, in tokens per second.
+    pub fn prefill_tokens_per_s(&self, tokens: usize) -> Option<f64> {
+        self.prefill.iter().find(|p| p.tokens == tokens).map(|p| p.tokens as f64 / p.seconds)
+    }
+
+    /// Decode speed, in tokens per second.
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        self.decode_tokens as f64 / self.decode_seconds
+    }
+}
+
+/// Why a plan cannot be run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// The plan asks for more than it gives or than the model holds.
+    #[error("bad speed test: {0}")]
+    Plan(String),
+    /// The model failed.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+}
+
+impl<M: LanguageModel> Session<M> {
+    /// Runs `plan`, reading seconds from `now`. The cache is empty afterwards: a caller
+    /// that had a prefix cached puts it back.
+    pub fn measure(&mut self, plan: &BenchPlan, now: &mut dyn FnMut() -> f64) -> Result<BenchResult, BenchError> {
+        let shortest = plan.prefill.iter().copied().min().ok_or_else(|| BenchError::Plan("no prefill lengths".into()))?;
+        let longest = plan.prefill.iter().copied().max().unwrap_or(0);
+        if shortest == 0 || longest > plan.prompt.len() {
+            return Err(BenchError::Plan(format!("prefills of {shortest}..={longest} tokens from {} prompt tokens", plan.prompt.len())));
+        }
+        if plan.context.is_empty() || plan.turn.is_empty() {
+            return Err(BenchError::Plan("an empty second turn".into()));
+        }
+        // One untimed pass first: the first use of a model touches its memory for the
+        // first time, which is the load's cost, not the prefill's.
+        self.rewind(0);
+        self.extend(&plan.prompt[..shortest])?;
+        let mut prefill = Vec::with_capacity(plan.prefill.len());
+        for &n in &plan.prefill {
+            self.rewind(0);
+            let start = now();
+            self.extend(&plan.prompt[..n])?;
+            prefill.push(PrefillTime { tokens: n, seconds: now() - start });
+        }
+        self.rewind(0);
+        let mut logits = self.extend(&plan.prompt[..shortest])?;
+        let start = now();
+        for _ in 0..plan.decode {
+            logits = self.extend(&[argmax(&logits)])?;
+        }
+        let decode_seconds = now() - start;
+        self.rewind(0);
+        self.extend(&plan.context)?;
+        let start = now();
+        let logits = self.extend(&plan.turn)?;
+        let _first = argmax(&logits);
+        let turn_seconds = now() - start;
+        self.rewind(0);
+        Ok(BenchResult { prefill, decode_tokens: plan.decode, decode_seconds, turn_tokens: plan.turn.len(), turn_seconds })
+    }
+}
+
+impl BenchPlan {
+    /// Charter's speed test, for a model's vocabulary and a window of `capacity`
+    /// positions: a text of its own tokens, fresh prefills of 42 and (where the window
+    /// allows) 300 of them, 64 decoded tokens, and a 40-token second turn after the rest.
+    pub fn speed_test(vocab: &dyn crate::Vocabulary, capacity: usize) -> Result<BenchPlan, BenchError> {
+        let text = "The keeper of the lighthouse climbed the stairs at dusk, as he had done every evening for thirty years, and found a bottle on the rocks below with a letter inside. ".repeat(24);
+        let mut ids = vocab.encode(&text, false).map_err(|e| BenchError::Plan(e.to_string()))?;
+        ids.truncate(340.min(capacity.saturating_sub(80)));
+        let prefill: Vec<usize> = [42, 300].into_iter().filter(|&n| n + 40 <= ids.len()).collect();
+        if prefill.is_empty() {
+            return Err(BenchError::Plan(format!("a window of {capacity} positions is too small for the speed test")));
+        }
+        Ok(BenchPlan::from_tokens(ids, prefill, 64, 40))
+    }
+
+    /// A plan over tokens of the model's own: the fresh prompts are the first tokens of
+    /// `prompt`, the second turn reads its last `turn` tokens after the rest.
+    pub fn from_tokens(prompt: Vec<u32>, prefill: Vec<usize>, decode: usize, turn: usize) -> BenchPlan {
+        let split = prompt.len().saturating_sub(turn);
+        BenchPlan { context: prompt[..split].to_vec(), turn: prompt[split..].to_vec(), prompt, prefill, decode }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::ModelError;
+
+    /// A model that costs one clock tick per token read and always predicts token 3,
+    /// recording what it was asked to read.
+    struct Ticking {
+        cached: usize,
+        reads: Vec<usize>,
+        clock: std::rc::Rc<std::cell::Cell<f64>>,
+    }
+
+    impl LanguageModel for Ticking {
+        fn n_vocab(&self) -> usize {
+            8
+        }
+        fn capacity(&self) -> usize {
+            64
+        }
+        fn n_cached(&self) -> usize {
+            self.cached
+        }
+        fn truncate(&mut self, len: usize) {
+            self.cached = self.cached.min(len);
+        }
+        fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+            self.cached += tokens.len();
+            self.reads.push(tokens.len());
+            self.clock.set(self.clock.get() + tokens.len() as f64);
+            let mut logits = vec![0.0; 8];
+            logits[3] = 1.0;
+            Ok(logits)
+        }
+    }
+
+    #[test]
+    fn each_part_is_timed_from_an_empty_cache_and_the_cache_is_left_empty() {
+        let clock = std::rc::Rc::new(std::cell::Cell::new(0.0));
+        let mut session = Session::new(Ticking { cached: 0, reads: Vec::new(), clock: clock.clone() });
+        let plan = BenchPlan::from_tokens((0..30).map(|i| i % 8).collect(), vec![4, 20], 5, 6);
+        let c = clock.clone();
+        let result = session.measure(&plan, &mut move || c.get()).unwrap();
+        // A warm-up, fresh prefills of 4 and 20, the 4-token start of the decode, 5 decode
+        // steps, the 24-token context and the 6-token turn.
+        assert_eq!(session.model().reads, [4, 4, 20, 4, 1, 1, 1, 1, 1, 24, 6]);
+        assert_eq!(result.prefill, [PrefillTime { tokens: 4, seconds: 4.0 }, PrefillTime { tokens: 20, seconds: 20.0 }]);
+        assert_eq!((result.decode_tokens, result.decode_seconds), (5, 5.0));
+        assert_eq!((result.turn_tokens, result.turn_seconds), (6, 6.0));
+        assert_eq!(result.prefill_tokens_per_s(20), Some(1.0));
+        assert!(session.cached_tokens().is_empty() && session.model().n_cached() == 0);
+    }
+
+    #[test]
+    fn a_plan_that_asks_for_more_than_it_gives_is_refused() {
+        let clock = std::rc::Rc::new(std::cell::Cell::new(0.0));
+        let mut session = Session::new(Ticking { cached: 0, reads: Vec::new(), clock });
+        let plan = BenchPlan::from_tokens(vec![1; 10], vec![42], 5, 3);
+        assert!(matches!(session.measure(&plan, &mut || 0.0), Err(BenchError::Plan(_))));
+        let plan = BenchPlan::from_tokens(vec![1; 100], vec![42], 5, 3);
+        assert!(session.measure(&plan, &mut || 0.0).is_err(), "longer than the context");
+    }
+}
