@@ -56,7 +56,9 @@ fn main() {
             // As llama.cpp writes them: weights in −127..=127.
             data.iter_mut().filter(|b| **b == 0x80).for_each(|b| *b = 0x81);
         }
-        let w = Matrix::new(format, rows, cols, &data).unwrap();
+        // As the engine lays them out.
+        charter_kernels::dot::tile_in_place(format, rows, cols, &mut data);
+        let w = Matrix::tiled(format, rows, cols, &data).unwrap();
         let w = w.with_symmetric_q8(w.symmetric_q8());
         for n in [1usize, 16] {
             let x: Vec<f32> = (0..n * cols).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
@@ -76,7 +78,7 @@ fn main() {
                 })
                 .fold(f64::INFINITY, f64::min);
             println!(
-                "{:5} {rows:6}x{cols:5} n={n:2}: {:8.3} ms  {:6.2} GMAC/s  {:6.2} GB/s of weights",
+                "{:5} {rows}x{cols} n={n}: {:.3} ms {:.2} GMAC/s {:.2} GB/s",
                 format.name(),
                 s * 1e3,
                 (rows * cols * n) as f64 / s / 1e9,

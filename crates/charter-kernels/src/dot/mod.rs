@@ -6,6 +6,48 @@
 //! [`scalar`]'s order exactly, lane by lane (a SIMD lane holds one weight row or one
 //! token, never a partial sum that the scalar code would add in another order).
 
+/// Applies a row kernel to every row, over the tokens four at a time and then what is
+/// left: `|row, a| kernel(row, &a)` where `a` is an array of `T` activation rows and
+/// the kernel returns `[f32; T]`.
+macro_rules! rows_by_tokens {
+    ($w:expr, $x:expr, $out:expr, |$row:ident, $a:ident| $call:expr) => {{
+        let (w, x, out): (&Matrix<'_>, &Q8Rows, &mut [f32]) = ($w, $x, $out);
+        let rows = w.rows();
+        for r in 0..rows {
+            let $row = w.row(r);
+            let mut t0 = 0;
+            while t0 < x.n() {
+                let left = x.n() - t0;
+                let mut put = |v: &[f32]| {
+                    for (i, v) in v.iter().enumerate() {
+                        out[(t0 + i) * rows + r] = *v;
+                    }
+                };
+                // SAFETY (each arm): the row is whole blocks, the activations match.
+                match left {
+                    1 => {
+                        let $a: [Q8Row<'_>; 1] = [x.row(t0)];
+                        put(&unsafe { $call });
+                    }
+                    2 => {
+                        let $a: [Q8Row<'_>; 2] = core::array::from_fn(|t| x.row(t0 + t));
+                        put(&unsafe { $call });
+                    }
+                    3 => {
+                        let $a: [Q8Row<'_>; 3] = core::array::from_fn(|t| x.row(t0 + t));
+                        put(&unsafe { $call });
+                    }
+                    _ => {
+                        let $a: [Q8Row<'_>; 4] = core::array::from_fn(|t| x.row(t0 + t));
+                        put(&unsafe { $call });
+                    }
+                }
+                t0 += left.min(4);
+            }
+        }
+    }};
+}
+
 pub mod scalar;
 #[cfg(target_arch = "wasm32")]
 mod wasm;

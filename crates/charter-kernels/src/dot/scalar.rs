@@ -88,6 +88,29 @@ pub(crate) fn unpack_q23k(b: &[u8], three: bool) -> [u8; 256] {
     u
 }
 
+/// The Q4_K/Q5_K group scales (bytes 0..8) and minimums (8..16), unpacked from the
+/// block's 12 scale bytes four at a time: for groups 0..4 the low six bits of bytes 0..4
+/// and 4..8; for groups 4..8 the nibbles of bytes 8..12 with the top two bits of bytes
+/// 0..4 (scales) and 4..8 (minimums) above them. Equal to [`scale_min_k4`] for every
+/// group (tested).
+#[inline]
+pub(crate) fn k4_scale_bytes(b: &[u8]) -> [u8; 16] {
+    let word = |i: usize| u32::from_le_bytes([b[4 + 4 * i], b[5 + 4 * i], b[6 + 4 * i], b[7 + 4 * i]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (six, four, two) = (0x3f3f_3f3fu32, 0x0f0f_0f0fu32, 0x0303_0303u32);
+    let words = [
+        w0 & six,
+        (w2 & four) | (((w0 >> 6) & two) << 4),
+        w1 & six,
+        ((w2 >> 4) & four) | (((w1 >> 6) & two) << 4),
+    ];
+    let mut out = [0u8; 16];
+    for (o, w) in out.chunks_exact_mut(4).zip(words) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
 /// The Q4_K/Q5_K group scales and minimums.
 #[inline]
 pub(crate) fn k4_scales(b: &[u8]) -> ([i32; 8], [i32; 8]) {
@@ -262,4 +285,24 @@ fn dot_f_with(n: usize, w: impl Fn(usize) -> f32, x: &[f32]) -> f32 {
         s += w(i) * x[i];
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_wise_k4_scales_match_the_definition() {
+        let mut blk = [0u8; 16];
+        for seed in 0..64u32 {
+            for (i, v) in blk.iter_mut().enumerate() {
+                *v = (seed.wrapping_mul(2654435761).rotate_left(i as u32 * 3) >> 7) as u8;
+            }
+            let fast = k4_scale_bytes(&blk);
+            for g in 0..8 {
+                let (sc, m) = scale_min_k4(g, &blk[4..16]);
+                assert_eq!((fast[g], fast[8 + g]), (sc, m), "group {g}, seed {seed}");
+            }
+        }
+    }
 }

@@ -28,6 +28,21 @@ pub(crate) trait Dot {
     fn prep(a: v128) -> Self::A;
     /// `acc + partial sums of u·a`, as `i32x4`.
     fn dot(u: v128, a: Self::A, acc: v128) -> v128;
+    /// `acc + partial sums of u0·a0 + u1·a1` for weights below 32 (one 32-value block).
+    #[inline(always)]
+    fn dot2(u0: v128, a0: Self::A, u1: v128, a1: Self::A, acc: v128) -> v128 {
+        Self::dot(u1, a1, Self::dot(u0, a0, acc))
+    }
+    /// `acc + scale · (partial sums of u0·a0 + u1·a1)` for weights below 64.
+    #[inline(always)]
+    fn dot2_scaled(u0: v128, a0: Self::A, u1: v128, a1: Self::A, scale: i16, acc: v128) -> v128 {
+        i32x4_add(acc, i32x4_mul(Self::dot(u1, a1, Self::dot(u0, a0, i32x4_splat(0))), i32x4_splat(i32::from(scale))))
+    }
+    /// `acc + scale · (partial sums of u·a)` for weights below 64.
+    #[inline(always)]
+    fn dot_scaled(u: v128, a: Self::A, scale: i16, acc: v128) -> v128 {
+        i32x4_add(acc, i32x4_mul(Self::dot(u, a, i32x4_splat(0)), i32x4_splat(i32::from(scale))))
+    }
     /// `acc + partial sums of w·a` for signed weights, where this product has a form
     /// faster than [`Dot::dot`] on unsigned parts for them: always (SIMD128), or when no
     /// weight is −128 (`symmetric`, relaxed SIMD); `None` otherwise.
@@ -89,6 +104,26 @@ impl Dot for Relaxed {
     #[inline(always)]
     fn dot(u: v128, a: Signed, acc: v128) -> v128 {
         i32x4_relaxed_dot_i8x16_i7x16_add(a.a, u, acc)
+    }
+
+    #[inline(always)]
+    fn dot2(u0: v128, a0: Signed, u1: v128, a1: Signed, acc: v128) -> v128 {
+        // Pair sums in 16 bits: |2 · 31 · 127| twice is below 2^15, so adding the two
+        // halves before widening is exact.
+        let pairs = i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(a0.a, u0), i16x8_relaxed_dot_i8x16_i7x16(a1.a, u1));
+        i32x4_add(acc, i32x4_extadd_pairwise_i16x8(pairs))
+    }
+
+    #[inline(always)]
+    fn dot2_scaled(u0: v128, a0: Signed, u1: v128, a1: Signed, scale: i16, acc: v128) -> v128 {
+        // |2 · 63 · 127| twice is below 2^15; the scale's multiply rides on the widening.
+        let pairs = i16x8_add(i16x8_relaxed_dot_i8x16_i7x16(a0.a, u0), i16x8_relaxed_dot_i8x16_i7x16(a1.a, u1));
+        i32x4_add(acc, i32x4_dot_i16x8(pairs, i16x8_splat(scale)))
+    }
+
+    #[inline(always)]
+    fn dot_scaled(u: v128, a: Signed, scale: i16, acc: v128) -> v128 {
+        i32x4_add(acc, i32x4_dot_i16x8(i16x8_relaxed_dot_i8x16_i7x16(a.a, u), i16x8_splat(scale)))
     }
 
     #[inline(always)]
@@ -160,26 +195,14 @@ fn fifth_bits(qh: u32) -> (v128, v128) {
     (to_bit(low), to_bit(high))
 }
 
-/// `Σ q·a` of one legacy block (before the offset), as partial sums. `symmetric`: a
-/// Q8_0 matrix without −128 weights.
+/// The weights of one legacy block as the products read them: unsigned values with
+/// their fifth bits (0..16 first, then 16..32), or the 32 signed bytes of Q8_0.
 #[inline(always)]
-unsafe fn legacy_block<D: Dot, L: Legacy>(blk: *const u8, a: &[D::A; 2], s: i32, symmetric: bool) -> v128 {
-    let zero = i32x4_splat(0);
+unsafe fn unpack<L: Legacy>(blk: *const u8) -> [v128; 2] {
     // SAFETY: `blk` points at a whole block of `L::BB` bytes.
     unsafe {
         if L::SIGNED {
-            let (w0, w1) = (load(blk.add(L::QS)), load(blk.add(L::QS + 16)));
-            if let Some(first) = D::dot_signed(w0, a[0], zero, symmetric) {
-                if let Some(both) = D::dot_signed(w1, a[1], first, symmetric) {
-                    return both;
-                }
-            }
-            // As unsigned bytes, w + 128 = 128·top + low7; Σ w·a = Σ low7·a + 128·Σ top·a − 128·Σ a.
-            let (u0, u1) = (v128_xor(w0, u8x16_splat(0x80)), v128_xor(w1, u8x16_splat(0x80)));
-            let low7 = u8x16_splat(0x7f);
-            let low = D::dot(v128_and(u1, low7), a[1], D::dot(v128_and(u0, low7), a[0], zero));
-            let top = D::dot(u8x16_shr(u1, 7), a[1], D::dot(u8x16_shr(u0, 7), a[0], zero));
-            return i32x4_sub(i32x4_add(low, i32x4_shl(top, 7)), i32x4(128 * s, 0, 0, 0));
+            return [load(blk.add(L::QS)), load(blk.add(L::QS + 16))];
         }
         let qs = load(blk.add(L::QS));
         let mut lo = v128_and(qs, u8x16_splat(0x0f));
@@ -189,7 +212,38 @@ unsafe fn legacy_block<D: Dot, L: Legacy>(blk: *const u8, a: &[D::A; 2], s: i32,
             lo = v128_or(lo, bl);
             hi = v128_or(hi, bh);
         }
-        D::dot(hi, a[1], D::dot(lo, a[0], zero))
+        [lo, hi]
+    }
+}
+
+/// `Σ q·a` of one legacy block (before the offset), as partial sums; `s` is the sum of
+/// the activations, `symmetric` marks a Q8_0 matrix without −128 weights.
+#[inline(always)]
+fn block_dot<D: Dot, L: Legacy>(u: [v128; 2], a: &[D::A; 2], s: i32, symmetric: bool) -> v128 {
+    let zero = i32x4_splat(0);
+    if !L::SIGNED {
+        return D::dot2(u[0], a[0], u[1], a[1], zero);
+    }
+    if let Some(first) = D::dot_signed(u[0], a[0], zero, symmetric) {
+        if let Some(both) = D::dot_signed(u[1], a[1], first, symmetric) {
+            return both;
+        }
+    }
+    // As unsigned bytes, w + 128 = 128·top + low7; Σ w·a = Σ low7·a + 128·Σ top·a − 128·Σ a.
+    let (u0, u1) = (v128_xor(u[0], u8x16_splat(0x80)), v128_xor(u[1], u8x16_splat(0x80)));
+    let low7 = u8x16_splat(0x7f);
+    let low = D::dot(v128_and(u1, low7), a[1], D::dot(v128_and(u0, low7), a[0], zero));
+    let top = D::dot(u8x16_shr(u1, 7), a[1], D::dot(u8x16_shr(u0, 7), a[0], zero));
+    i32x4_sub(i32x4_add(low, i32x4_shl(top, 7)), i32x4(128 * s, 0, 0, 0))
+}
+
+/// The prepared activations of block `b` of a row.
+#[inline(always)]
+unsafe fn acts<D: Dot>(a: &Q8Row<'_>, b: usize) -> [D::A; 2] {
+    // SAFETY: the row has 32 bytes per block.
+    unsafe {
+        let qa = a.qs.as_ptr().add(32 * b);
+        [D::prep(load_i8(qa)), D::prep(load_i8(qa.add(16)))]
     }
 }
 
@@ -224,34 +278,42 @@ unsafe fn gather_f16(p: *const u8, stride: usize) -> v128 {
     f32x4_mul(bits, f32x4_splat(F16_RESCALE))
 }
 
-/// Four rows from `p` times one activation row: block `b` of row `r` is at
-/// `p + b·bs + r·rs` (see [`Matrix::tile_strides`]).
+/// Four rows from `p` times the `T` activation rows from `t0`: block `b` of row `r` is
+/// at `p + b·bs + r·rs` (see [`Matrix::tile_strides`]). Each block is unpacked and its
+/// four scales converted once, for all `T` tokens: prefill is matrix-matrix work.
 #[inline(always)]
-unsafe fn legacy_rows4<D: Dot, L: Legacy>(p: *const u8, (rs, bs): (usize, usize), nb: usize, a: &Q8Row<'_>, symmetric: bool) -> v128 {
-    let mut acc = f32x4_splat(0.0);
+unsafe fn legacy_tile<D: Dot, L: Legacy, const T: usize>(
+    p: *const u8,
+    (rs, bs): (usize, usize),
+    nb: usize,
+    x: &Q8Rows,
+    t0: usize,
+    symmetric: bool,
+) -> [v128; T] {
+    let rows: [Q8Row<'_>; T] = core::array::from_fn(|t| x.row(t0 + t));
+    let mut acc = [f32x4_splat(0.0); T];
     for b in 0..nb {
-        // SAFETY: block `b` of four rows lies inside the matrix; the activation row has
+        // SAFETY: block `b` of four rows lies inside the matrix; the activation rows have
         // 32 bytes per block.
         unsafe {
             let blk = p.add(b * bs);
-            let qa = a.qs.as_ptr().add(32 * b);
-            let acts = [D::prep(load_i8(qa)), D::prep(load_i8(qa.add(16)))];
-            let s = scalar::sum32(a, b);
-            let da = f32x4_splat(*a.d.get_unchecked(b));
-            let dots = [0, 1, 2, 3].map(|r| legacy_block::<D, L>(blk.add(r * rs), &acts, s, symmetric));
-            let mut i = transpose_sum(dots);
-            if L::OFFSET != 0 {
-                i = i32x4_sub(i, i32x4_splat(L::OFFSET * s));
-            }
+            let u = [0, 1, 2, 3].map(|r| unpack::<L>(blk.add(r * rs)));
             let dw = gather_f16(blk, rs);
-            let step = f32x4_mul(f32x4_mul(dw, da), f32x4_convert_i32x4(i));
-            acc = match L::MIN {
-                None => f32x4_add(acc, step),
-                Some(at) => {
-                    let m = gather_f16(blk.add(at), rs);
-                    f32x4_add(acc, f32x4_add(step, f32x4_mul(f32x4_mul(m, da), f32x4_splat(s as f32))))
+            let m = L::MIN.map(|at| gather_f16(blk.add(at), rs));
+            for (a, acc) in rows.iter().zip(acc.iter_mut()) {
+                let x = acts::<D>(a, b);
+                let s = scalar::sum32(a, b);
+                let da = f32x4_splat(*a.d.get_unchecked(b));
+                let mut i = transpose_sum(u.map(|u| block_dot::<D, L>(u, &x, s, symmetric)));
+                if L::OFFSET != 0 {
+                    i = i32x4_sub(i, i32x4_splat(L::OFFSET * s));
                 }
-            };
+                let step = f32x4_mul(f32x4_mul(dw, da), f32x4_convert_i32x4(i));
+                *acc = match m {
+                    None => f32x4_add(*acc, step),
+                    Some(m) => f32x4_add(*acc, f32x4_add(step, f32x4_mul(f32x4_mul(m, da), f32x4_splat(s as f32)))),
+                };
+            }
         }
     }
     acc
@@ -262,13 +324,9 @@ unsafe fn legacy_rows4<D: Dot, L: Legacy>(p: *const u8, (rs, bs): (usize, usize)
 unsafe fn legacy_row<D: Dot, L: Legacy>(row: &[u8], a: &Q8Row<'_>, symmetric: bool) -> f32 {
     let mut acc = 0f32;
     for (b, blk) in row.chunks_exact(L::BB).enumerate() {
-        // SAFETY: `blk` is a whole block, and the activation row has 32 bytes per block.
-        let i = unsafe {
-            let qa = a.qs.as_ptr().add(32 * b);
-            let acts = [D::prep(load_i8(qa)), D::prep(load_i8(qa.add(16)))];
-            hsum_i32(legacy_block::<D, L>(blk.as_ptr(), &acts, scalar::sum32(a, b), symmetric))
-        };
         let s = scalar::sum32(a, b);
+        // SAFETY: `blk` is a whole block, and the activation row has 32 bytes per block.
+        let i = unsafe { hsum_i32(block_dot::<D, L>(unpack::<L>(blk.as_ptr()), &acts::<D>(a, b), s, symmetric)) };
         let dw = read_f16_finite(blk, 0);
         acc = match L::MIN {
             None => scalar::step_offset(acc, dw, a.d[b], i - L::OFFSET * s),
@@ -286,12 +344,25 @@ fn legacy<D: Dot, L: Legacy>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
     let tiles = rows / 4;
     for tile in 0..tiles {
         let p = w.tile_start(4 * tile);
-        for t in 0..x.n() {
-            // SAFETY: rows 4·tile..4·tile+4 exist, laid out as `strides` say.
-            let v = unsafe { legacy_rows4::<D, L>(p, strides, nb, &x.row(t), symmetric) };
-            let o = &mut out[t * rows + 4 * tile..t * rows + 4 * tile + 4];
-            // SAFETY: `o` has four f32s.
-            unsafe { v128_store(o.as_mut_ptr().cast::<v128>(), v) };
+        let mut store = |t0: usize, v: &[v128]| {
+            for (i, v) in v.iter().enumerate() {
+                let o = &mut out[(t0 + i) * rows + 4 * tile..][..4];
+                // SAFETY: `o` has four f32s.
+                unsafe { v128_store(o.as_mut_ptr().cast::<v128>(), *v) };
+            }
+        };
+        // SAFETY (each call): rows 4·tile..4·tile+4 exist, laid out as `strides` say, and
+        // so do the activation rows asked for.
+        let mut t0 = 0;
+        while t0 + 4 <= x.n() {
+            store(t0, &unsafe { legacy_tile::<D, L, 4>(p, strides, nb, x, t0, symmetric) });
+            t0 += 4;
+        }
+        match x.n() - t0 {
+            3 => store(t0, &unsafe { legacy_tile::<D, L, 3>(p, strides, nb, x, t0, symmetric) }),
+            2 => store(t0, &unsafe { legacy_tile::<D, L, 2>(p, strides, nb, x, t0, symmetric) }),
+            1 => store(t0, &unsafe { legacy_tile::<D, L, 1>(p, strides, nb, x, t0, symmetric) }),
+            _ => {}
         }
     }
     for r in 4 * tiles..rows {
@@ -302,19 +373,25 @@ fn legacy<D: Dot, L: Legacy>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
     }
 }
 
-/// One Q4_K or Q5_K row times one activation row.
+/// One Q4_K or Q5_K row times `T` activation rows: each 64-value chunk is unpacked
+/// once for all of them, and the scales once per block.
 #[inline(always)]
-unsafe fn q45k_row<D: Dot, const FIVE: bool>(row: &[u8], a: &Q8Row<'_>) -> f32 {
-    let mut acc = 0f32;
+unsafe fn q45k_rows<D: Dot, const FIVE: bool, const T: usize>(row: &[u8], a: &[Q8Row<'_>; T]) -> [f32; T] {
+    let mut acc = [0f32; T];
     let bb = if FIVE { 176 } else { 144 };
     for (b, blk) in row.chunks_exact(bb).enumerate() {
-        let (sc, m) = scalar::k4_scales(blk);
+        let sm = scalar::k4_scale_bytes(blk);
+        // SAFETY: `sm` has 16 bytes; the minimums are its second half.
+        let mins = unsafe { load(sm.as_ptr()) };
+        let zero = i8x16_splat(0);
+        // Each group's minimum twice, as 16-bit lanes, against the 16 per-16 sums.
+        let m_lo = i8x16_shuffle::<8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16>(mins, zero);
+        let m_hi = i8x16_shuffle::<12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16>(mins, zero);
         let p = blk.as_ptr();
-        let mut isum = i32x4_splat(0);
+        let mut isum = [i32x4_splat(0); T];
         // SAFETY: the block is whole; its activations are 256 bytes at 256·b.
         unsafe {
             let qs = p.add(if FIVE { 48 } else { 16 });
-            let qa = a.qs.as_ptr().add(256 * b);
             let (qh0, qh1) = if FIVE { (load(p.add(16)), load(p.add(32))) } else { (i8x16_splat(0), i8x16_splat(0)) };
             for c in 0..4 {
                 let (q0, q1) = (load(qs.add(32 * c)), load(qs.add(32 * c + 16)));
@@ -327,55 +404,81 @@ unsafe fn q45k_row<D: Dot, const FIVE: bool>(row: &[u8], a: &Q8Row<'_>) -> f32 {
                     u[2] = v128_or(u[2], bit(qh0, g + 1));
                     u[3] = v128_or(u[3], bit(qh1, g + 1));
                 }
-                let qa = qa.add(64 * c);
-                let low = D::dot(u[1], D::prep(load_i8(qa.add(16))), D::dot(u[0], D::prep(load_i8(qa)), i32x4_splat(0)));
-                let high =
-                    D::dot(u[3], D::prep(load_i8(qa.add(48))), D::dot(u[2], D::prep(load_i8(qa.add(32))), i32x4_splat(0)));
-                isum = i32x4_add(isum, i32x4_add(i32x4_mul(low, i32x4_splat(sc[2 * c])), i32x4_mul(high, i32x4_splat(sc[2 * c + 1]))));
+                let (s0, s1) = (i16::from(sm[2 * c]), i16::from(sm[2 * c + 1]));
+                for (x, isum) in a.iter().zip(isum.iter_mut()) {
+                    let qa = x.qs.as_ptr().add(256 * b + 64 * c);
+                    let (a0, a1) = (D::prep(load_i8(qa)), D::prep(load_i8(qa.add(16))));
+                    let (a2, a3) = (D::prep(load_i8(qa.add(32))), D::prep(load_i8(qa.add(48))));
+                    *isum = D::dot2_scaled(u[2], a2, u[3], a3, s1, D::dot2_scaled(u[0], a0, u[1], a1, s0, *isum));
+                }
             }
         }
-        let msum: i32 = (0..8).map(|g| m[g] * scalar::sum32(a, 8 * b + g)).sum();
-        acc = scalar::step_k_min(acc, read_f16_finite(blk, 0), read_f16_finite(blk, 2), a.d[b], hsum_i32(isum), msum);
+        let (d, dmin) = (read_f16_finite(blk, 0), read_f16_finite(blk, 2));
+        for ((x, acc), isum) in a.iter().zip(acc.iter_mut()).zip(isum) {
+            // SAFETY: the row has 16 sums per block.
+            let msum = unsafe { sums_dot(x.sums.as_ptr().add(16 * b), m_lo, m_hi) };
+            *acc = scalar::step_k_min(*acc, d, dmin, x.d[b], hsum_i32(isum), msum);
+        }
     }
     acc
 }
 
-/// One Q6_K row times one activation row.
+/// `Σ w_k · sums[k]` over a block's 16 activation sums, with the 16-bit weights in
+/// two vectors (exact: |sum| ≤ 2032 and |w| ≤ 128).
 #[inline(always)]
-unsafe fn q6k_row<D: Dot>(row: &[u8], a: &Q8Row<'_>) -> f32 {
-    let mut acc = 0f32;
+unsafe fn sums_dot(sums: *const i16, lo: v128, hi: v128) -> i32 {
+    // SAFETY: the caller passes 16 readable sums.
+    let (a, b) = unsafe { (v128_load(sums.cast::<v128>()), v128_load(sums.add(8).cast::<v128>())) };
+    hsum_i32(i32x4_add(i32x4_dot_i16x8(a, lo), i32x4_dot_i16x8(b, hi)))
+}
+
+/// One Q6_K row times `T` activation rows, each half-block unpacked once for all of them.
+#[inline(always)]
+unsafe fn q6k_rows<D: Dot, const T: usize>(row: &[u8], a: &[Q8Row<'_>; T]) -> [f32; T] {
+    let mut acc = [0f32; T];
     for (b, blk) in row.chunks_exact(210).enumerate() {
         let p = blk.as_ptr();
-        let mut isum = i32x4_splat(0);
+        let mut isum = [i32x4_splat(0); T];
         // SAFETY: the block is whole; its activations are 256 bytes at 256·b.
         unsafe {
-            let qa = a.qs.as_ptr().add(256 * b);
             for n in 0..2 {
                 let ql = p.add(64 * n);
                 let (qh0, qh1) = (load(p.add(128 + 32 * n)), load(p.add(144 + 32 * n)));
                 let (l0, l1, l2, l3) = (load(ql), load(ql.add(16)), load(ql.add(32)), load(ql.add(48)));
-                let f = u8x16_splat(0x0f);
-                let three = u8x16_splat(3);
-                let hb = |qh: v128, s: u32| i8x16_shl(v128_and(u8x16_shr(qh, s), three), 4);
+                // Byte-wise work in 16-bit lanes, masked per byte (wasm has no byte
+                // shifts; engines build them from 16-bit ones and a mask anyway): the
+                // two high bits of each value go to bits 4-5 where they are.
+                let (f, hi2) = (u8x16_splat(0x0f), u8x16_splat(0x30));
+                let high = |l: v128| v128_and(u16x8_shr(l, 4), f);
+                let (h0, h1) = ([i16x8_shl(qh0, 4), i16x8_shl(qh0, 2), qh0, u16x8_shr(qh0, 2)], [i16x8_shl(qh1, 4), i16x8_shl(qh1, 2), qh1, u16x8_shr(qh1, 2)]);
                 let u = [
-                    v128_or(v128_and(l0, f), hb(qh0, 0)),
-                    v128_or(v128_and(l1, f), hb(qh1, 0)),
-                    v128_or(v128_and(l2, f), hb(qh0, 2)),
-                    v128_or(v128_and(l3, f), hb(qh1, 2)),
-                    v128_or(u8x16_shr(l0, 4), hb(qh0, 4)),
-                    v128_or(u8x16_shr(l1, 4), hb(qh1, 4)),
-                    v128_or(u8x16_shr(l2, 4), hb(qh0, 6)),
-                    v128_or(u8x16_shr(l3, 4), hb(qh1, 6)),
+                    v128_or(v128_and(l0, f), v128_and(h0[0], hi2)),
+                    v128_or(v128_and(l1, f), v128_and(h1[0], hi2)),
+                    v128_or(v128_and(l2, f), v128_and(h0[1], hi2)),
+                    v128_or(v128_and(l3, f), v128_and(h1[1], hi2)),
+                    v128_or(high(l0), v128_and(h0[2], hi2)),
+                    v128_or(high(l1), v128_and(h1[2], hi2)),
+                    v128_or(high(l2), v128_and(h0[3], hi2)),
+                    v128_or(high(l3), v128_and(h1[3], hi2)),
                 ];
                 for (k, &u) in u.iter().enumerate() {
                     let g = 8 * n + k;
-                    let d = D::dot(u, D::prep(load_i8(qa.add(16 * g))), i32x4_splat(0));
-                    isum = i32x4_add(isum, i32x4_mul(d, i32x4_splat(i32::from(blk[192 + g] as i8))));
+                    let scale = i16::from(blk[192 + g] as i8);
+                    for (x, isum) in a.iter().zip(isum.iter_mut()) {
+                        *isum = D::dot_scaled(u, D::prep(load_i8(x.qs.as_ptr().add(256 * b + 16 * g))), scale, *isum);
+                    }
                 }
             }
         }
-        let offset: i32 = (0..16).map(|k| i32::from(blk[192 + k] as i8) * i32::from(a.sums[16 * b + k])).sum();
-        acc = scalar::step_offset(acc, read_f16_finite(blk, 208), a.d[b], hsum_i32(isum) - 32 * offset);
+        let d = read_f16_finite(blk, 208);
+        // SAFETY: the 16 scales lie at 192.
+        let scales = unsafe { load(p.add(192)) };
+        let (s_lo, s_hi) = (i16x8_extend_low_i8x16(scales), i16x8_extend_high_i8x16(scales));
+        for ((x, acc), isum) in a.iter().zip(acc.iter_mut()).zip(isum) {
+            // SAFETY: the row has 16 sums per block.
+            let offset = unsafe { sums_dot(x.sums.as_ptr().add(16 * b), s_lo, s_hi) };
+            *acc = scalar::step_offset(*acc, d, x.d[b], hsum_i32(isum) - 32 * offset);
+        }
     }
     acc
 }
@@ -399,10 +502,9 @@ fn matmul_q_with<D: Dot>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
         Format::Q5_0 => legacy::<D, Q50>(w, x, out),
         Format::Q5_1 => legacy::<D, Q51>(w, x, out),
         Format::Q8_0 => legacy::<D, Q80>(w, x, out),
-        // SAFETY: rows are whole blocks (checked by `Matrix::new`) and activations match.
-        Format::Q4K => per_row(w, x, out, |row, a| unsafe { q45k_row::<D, false>(row, a) }),
-        Format::Q5K => per_row(w, x, out, |row, a| unsafe { q45k_row::<D, true>(row, a) }),
-        Format::Q6K => per_row(w, x, out, |row, a| unsafe { q6k_row::<D>(row, a) }),
+        Format::Q4K => rows_by_tokens!(w, x, out, |row, a| q45k_rows::<D, false, _>(row, &a)),
+        Format::Q5K => rows_by_tokens!(w, x, out, |row, a| q45k_rows::<D, true, _>(row, &a)),
+        Format::Q6K => rows_by_tokens!(w, x, out, |row, a| q6k_rows::<D, _>(row, &a)),
         format => per_row(w, x, out, |row, a| scalar::dot_q(format, row, *a)),
     }
 }

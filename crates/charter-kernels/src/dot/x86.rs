@@ -83,18 +83,30 @@ unsafe fn fifth_bits(qh: u32) -> __m256i {
     }
 }
 
-/// `Σ q·a` of one legacy block (before the offset), as `i32x8` partial sums.
+/// The weights of one legacy block as the products read them: 32 unsigned values
+/// with their fifth bits, or the 32 signed bytes of Q8_0.
 #[inline(always)]
-unsafe fn legacy_block<L: Legacy>(blk: *const u8, a: __m256i) -> __m256i {
+unsafe fn unpack<L: Legacy>(blk: *const u8) -> __m256i {
     // SAFETY: `blk` points at a whole block; AVX2 is enabled in every caller.
     unsafe {
         if L::SIGNED {
-            let w = load256(blk.add(L::QS));
-            return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)), _mm256_set1_epi16(1));
+            return load256(blk.add(L::QS));
         }
-        let mut u = nibbles(load128(blk.add(L::QS)));
-        if let Some(at) = L::QH {
-            u = _mm256_or_si256(u, fifth_bits(blk.add(at).cast::<u32>().read_unaligned()));
+        let u = nibbles(load128(blk.add(L::QS)));
+        match L::QH {
+            Some(at) => _mm256_or_si256(u, fifth_bits(blk.add(at).cast::<u32>().read_unaligned())),
+            None => u,
+        }
+    }
+}
+
+/// `Σ q·a` of one legacy block (before the offset), as `i32x8` partial sums.
+#[inline(always)]
+unsafe fn block_dot<L: Legacy>(u: __m256i, a: __m256i) -> __m256i {
+    // SAFETY: AVX2 is enabled in every caller.
+    unsafe {
+        if L::SIGNED {
+            return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(u, u), _mm256_sign_epi8(a, u)), _mm256_set1_epi16(1));
         }
         dot32(u, a)
     }
@@ -129,32 +141,37 @@ unsafe fn gather_f16(p: *const u8, stride: usize) -> __m128 {
     }
 }
 
-/// Four rows from `p` times one activation row: block `b` of row `r` is at
-/// `p + b·bs + r·rs` (see `Matrix::tile_strides`).
-#[target_feature(enable = "avx2,sse4.1")]
-unsafe fn legacy_rows4<L: Legacy>(p: *const u8, (rs, bs): (usize, usize), nb: usize, a: &Q8Row<'_>) -> __m128 {
-    let mut acc = _mm_setzero_ps();
+/// Four rows from `p` times the `T` activation rows from `t0`: block `b` of row `r` is
+/// at `p + b·bs + r·rs` (see `Matrix::tile_strides`). Each block is unpacked and its
+/// four scales converted once, for all `T` tokens.
+#[inline(always)]
+unsafe fn legacy_tile<L: Legacy, const T: usize>(p: *const u8, (rs, bs): (usize, usize), nb: usize, x: &Q8Rows, t0: usize) -> [__m128; T] {
+    let rows: [Q8Row<'_>; T] = core::array::from_fn(|t| x.row(t0 + t));
+    // SAFETY: AVX2 and SSE4.1 are enabled in every caller.
+    let mut acc = [unsafe { _mm_setzero_ps() }; T];
     for b in 0..nb {
-        // SAFETY: block `b` of four rows lies inside the matrix; the activation row has
+        // SAFETY: block `b` of four rows lies inside the matrix; the activation rows have
         // 32 bytes per block.
         unsafe {
             let blk = p.add(b * bs);
-            let av = load256(a.qs.as_ptr().add(32 * b).cast());
-            let s = scalar::sum32(a, b);
-            let da = _mm_set1_ps(*a.d.get_unchecked(b));
-            let d = [0, 1, 2, 3].map(|r| fold(legacy_block::<L>(blk.add(r * rs), av)));
-            let mut i = _mm_hadd_epi32(_mm_hadd_epi32(d[0], d[1]), _mm_hadd_epi32(d[2], d[3]));
-            if L::OFFSET != 0 {
-                i = _mm_sub_epi32(i, _mm_set1_epi32(L::OFFSET * s));
-            }
-            let step = _mm_mul_ps(_mm_mul_ps(gather_f16(blk, rs), da), _mm_cvtepi32_ps(i));
-            acc = match L::MIN {
-                None => _mm_add_ps(acc, step),
-                Some(at) => {
-                    let m = gather_f16(blk.add(at), rs);
-                    _mm_add_ps(acc, _mm_add_ps(step, _mm_mul_ps(_mm_mul_ps(m, da), _mm_set1_ps(s as f32))))
+            let u = [0, 1, 2, 3].map(|r| unpack::<L>(blk.add(r * rs)));
+            let dw = gather_f16(blk, rs);
+            let m = L::MIN.map(|at| gather_f16(blk.add(at), rs));
+            for (a, acc) in rows.iter().zip(acc.iter_mut()) {
+                let av = load256(a.qs.as_ptr().add(32 * b).cast());
+                let s = scalar::sum32(a, b);
+                let da = _mm_set1_ps(*a.d.get_unchecked(b));
+                let d = u.map(|u| fold(block_dot::<L>(u, av)));
+                let mut i = _mm_hadd_epi32(_mm_hadd_epi32(d[0], d[1]), _mm_hadd_epi32(d[2], d[3]));
+                if L::OFFSET != 0 {
+                    i = _mm_sub_epi32(i, _mm_set1_epi32(L::OFFSET * s));
                 }
-            };
+                let step = _mm_mul_ps(_mm_mul_ps(dw, da), _mm_cvtepi32_ps(i));
+                *acc = match m {
+                    None => _mm_add_ps(*acc, step),
+                    Some(m) => _mm_add_ps(*acc, _mm_add_ps(step, _mm_mul_ps(_mm_mul_ps(m, da), _mm_set1_ps(s as f32)))),
+                };
+            }
         }
     }
     acc
@@ -165,7 +182,7 @@ unsafe fn legacy_row<L: Legacy>(row: &[u8], a: &Q8Row<'_>) -> f32 {
     let mut acc = 0f32;
     for (b, blk) in row.chunks_exact(L::BB).enumerate() {
         // SAFETY: `blk` is a whole block, and the activation row has 32 bytes per block.
-        let i = unsafe { hsum(legacy_block::<L>(blk.as_ptr(), load256(a.qs.as_ptr().add(32 * b).cast()))) };
+        let i = unsafe { hsum(block_dot::<L>(unpack::<L>(blk.as_ptr()), load256(a.qs.as_ptr().add(32 * b).cast()))) };
         let s = scalar::sum32(a, b);
         let dw = read_f16_finite(blk, 0);
         acc = match L::MIN {
@@ -183,13 +200,24 @@ unsafe fn legacy<L: Legacy>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
     let tiles = rows / 4;
     for tile in 0..tiles {
         let p = w.tile_start(4 * tile);
-        for t in 0..x.n() {
-            // SAFETY: rows 4·tile..4·tile+4 exist, laid out as `strides` say; the output
-            // slice has four f32s.
-            unsafe {
-                let v = legacy_rows4::<L>(p, strides, nb, &x.row(t));
-                _mm_storeu_ps(out.as_mut_ptr().add(t * rows + 4 * tile), v);
+        let mut store = |t0: usize, v: &[__m128]| {
+            for (i, v) in v.iter().enumerate() {
+                // SAFETY: the output has four f32s at this row and token.
+                unsafe { _mm_storeu_ps(out.as_mut_ptr().add((t0 + i) * rows + 4 * tile), *v) };
             }
+        };
+        // SAFETY (each call): rows 4·tile..4·tile+4 exist, laid out as `strides` say, and
+        // so do the activation rows asked for.
+        let mut t0 = 0;
+        while t0 + 4 <= x.n() {
+            store(t0, &unsafe { legacy_tile::<L, 4>(p, strides, nb, x, t0) });
+            t0 += 4;
+        }
+        match x.n() - t0 {
+            3 => store(t0, &unsafe { legacy_tile::<L, 3>(p, strides, nb, x, t0) }),
+            2 => store(t0, &unsafe { legacy_tile::<L, 2>(p, strides, nb, x, t0) }),
+            1 => store(t0, &unsafe { legacy_tile::<L, 1>(p, strides, nb, x, t0) }),
+            _ => {}
         }
     }
     for r in 4 * tiles..rows {
@@ -200,21 +228,36 @@ unsafe fn legacy<L: Legacy>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
     }
 }
 
-#[target_feature(enable = "avx2,sse4.1")]
-unsafe fn q45k_row<const FIVE: bool>(row: &[u8], a: &Q8Row<'_>) -> f32 {
-    let mut acc = 0f32;
+/// `Σ w_k · sums[k]` over a block's 16 activation sums, with the 16-bit weights in one
+/// vector (exact: |sum| ≤ 2032 and |w| ≤ 128).
+#[inline(always)]
+unsafe fn sums_dot(sums: *const i16, w: __m256i) -> i32 {
+    // SAFETY: the caller passes 16 readable sums; AVX2 is enabled in every caller.
+    unsafe { hsum(_mm256_madd_epi16(_mm256_loadu_si256(sums.cast()), w)) }
+}
+
+/// One Q4_K or Q5_K row times `T` activation rows: each 64-value chunk is unpacked
+/// once for all of them, and the scales once per block.
+#[inline(always)]
+unsafe fn q45k_rows<const FIVE: bool, const T: usize>(row: &[u8], a: &[Q8Row<'_>; T]) -> [f32; T] {
+    let mut acc = [0f32; T];
     let bb = if FIVE { 176 } else { 144 };
     for (b, blk) in row.chunks_exact(bb).enumerate() {
-        let (sc, m) = scalar::k4_scales(blk);
-        // SAFETY: the block is whole; its activations are 256 bytes at 256·b.
-        let isum = unsafe {
+        let sm = scalar::k4_scale_bytes(blk);
+        // SAFETY: the block is whole; its activations are 256 bytes at 256·b; AVX2 is
+        // enabled in every caller.
+        unsafe {
+            // Each group's minimum twice, as 16-bit lanes, against the 16 per-16 sums.
+            let mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(
+                _mm_loadu_si128(sm.as_ptr().cast()),
+                _mm_set_epi8(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8),
+            ));
             let p = blk.as_ptr();
             let qs = p.add(if FIVE { 48 } else { 16 });
-            let qa = a.qs.as_ptr().add(256 * b).cast::<u8>();
             let qh = if FIVE { load256(p.add(16)) } else { _mm256_setzero_si256() };
             let f = _mm256_set1_epi8(0x0f);
             let one = _mm256_set1_epi8(1);
-            let mut isum = _mm256_setzero_si256();
+            let mut isum = [_mm256_setzero_si256(); T];
             for c in 0..4 {
                 let q = load256(qs.add(32 * c));
                 let mut lo = _mm256_and_si256(q, f);
@@ -225,40 +268,46 @@ unsafe fn q45k_row<const FIVE: bool>(row: &[u8], a: &Q8Row<'_>) -> f32 {
                     lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, g), one), 4));
                     hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, g1), one), 4));
                 }
-                let pl = _mm256_maddubs_epi16(lo, load256(qa.add(64 * c)));
-                let ph = _mm256_maddubs_epi16(hi, load256(qa.add(64 * c + 32)));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * c] as i16)));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * c + 1] as i16)));
+                let (s0, s1) = (_mm256_set1_epi16(i16::from(sm[2 * c])), _mm256_set1_epi16(i16::from(sm[2 * c + 1])));
+                for (x, isum) in a.iter().zip(isum.iter_mut()) {
+                    let qa = x.qs.as_ptr().add(256 * b + 64 * c).cast::<u8>();
+                    let pl = _mm256_maddubs_epi16(lo, load256(qa));
+                    let ph = _mm256_maddubs_epi16(hi, load256(qa.add(32)));
+                    *isum = _mm256_add_epi32(*isum, _mm256_add_epi32(_mm256_madd_epi16(pl, s0), _mm256_madd_epi16(ph, s1)));
+                }
             }
-            hsum(isum)
-        };
-        let msum: i32 = (0..8).map(|g| m[g] * scalar::sum32(a, 8 * b + g)).sum();
-        acc = scalar::step_k_min(acc, read_f16_finite(blk, 0), read_f16_finite(blk, 2), a.d[b], isum, msum);
+            let (d, dmin) = (read_f16_finite(blk, 0), read_f16_finite(blk, 2));
+            for ((x, acc), isum) in a.iter().zip(acc.iter_mut()).zip(isum) {
+                let msum = sums_dot(x.sums.as_ptr().add(16 * b), mins);
+                *acc = scalar::step_k_min(*acc, d, dmin, x.d[b], hsum(isum), msum);
+            }
+        }
     }
     acc
 }
 
-#[target_feature(enable = "avx2,sse4.1")]
-unsafe fn q6k_row(row: &[u8], a: &Q8Row<'_>) -> f32 {
-    let mut acc = 0f32;
+/// One Q6_K row times `T` activation rows, each half-block unpacked once for all of them.
+#[inline(always)]
+unsafe fn q6k_rows<const T: usize>(row: &[u8], a: &[Q8Row<'_>; T]) -> [f32; T] {
+    let mut acc = [0f32; T];
     for (b, blk) in row.chunks_exact(210).enumerate() {
-        // SAFETY: the block is whole; its activations are 256 bytes at 256·b.
-        let isum = unsafe {
+        // SAFETY: the block is whole; its activations are 256 bytes at 256·b; AVX2 is
+        // enabled in every caller.
+        unsafe {
             let p = blk.as_ptr();
-            let qa = a.qs.as_ptr().add(256 * b).cast::<u8>();
             let f = _mm256_set1_epi8(0x0f);
-            let three = _mm256_set1_epi8(3);
-            let mut isum = _mm256_setzero_si256();
+            let hi2 = _mm256_set1_epi8(0x30);
+            let mut isum = [_mm256_setzero_si256(); T];
             for n in 0..2 {
                 let ql = p.add(64 * n);
                 let qh = load256(p.add(128 + 32 * n));
                 let (l0, l1) = (load256(ql), load256(ql.add(32)));
-                let hb = |s: i32| _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(s)), three), 4);
+                // The two high bits of each value moved to bits 4-5 where they are.
                 let u = [
-                    _mm256_or_si256(_mm256_and_si256(l0, f), hb(0)),
-                    _mm256_or_si256(_mm256_and_si256(l1, f), hb(2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), f), hb(4)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), f), hb(6)),
+                    _mm256_or_si256(_mm256_and_si256(l0, f), _mm256_and_si256(_mm256_slli_epi16(qh, 4), hi2)),
+                    _mm256_or_si256(_mm256_and_si256(l1, f), _mm256_and_si256(_mm256_slli_epi16(qh, 2), hi2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), f), _mm256_and_si256(qh, hi2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), f), _mm256_and_si256(_mm256_srli_epi16(qh, 2), hi2)),
                 ];
                 for (k, &u) in u.iter().enumerate() {
                     // 32 values: groups 8n + 2k and 8n + 2k + 1, each with its scale.
@@ -267,16 +316,30 @@ unsafe fn q6k_row(row: &[u8], a: &Q8Row<'_>) -> f32 {
                         _mm_set1_epi16(i16::from(blk[192 + g + 1] as i8)),
                         _mm_set1_epi16(i16::from(blk[192 + g] as i8)),
                     );
-                    let prod = _mm256_maddubs_epi16(u, load256(qa.add(16 * g)));
-                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(prod, sc));
+                    for (x, isum) in a.iter().zip(isum.iter_mut()) {
+                        let prod = _mm256_maddubs_epi16(u, load256(x.qs.as_ptr().add(256 * b + 16 * g).cast()));
+                        *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(prod, sc));
+                    }
                 }
             }
-            hsum(isum)
-        };
-        let offset: i32 = (0..16).map(|k| i32::from(blk[192 + k] as i8) * i32::from(a.sums[16 * b + k])).sum();
-        acc = scalar::step_offset(acc, read_f16_finite(blk, 208), a.d[b], isum - 32 * offset);
+            let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192).cast()));
+            let d = read_f16_finite(blk, 208);
+            for ((x, acc), isum) in a.iter().zip(acc.iter_mut()).zip(isum) {
+                let offset = sums_dot(x.sums.as_ptr().add(16 * b), scales);
+                *acc = scalar::step_offset(*acc, d, x.d[b], hsum(isum) - 32 * offset);
+            }
+        }
     }
     acc
+}
+
+#[target_feature(enable = "avx2,sse4.1")]
+unsafe fn k_quants(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
+    match w.format() {
+        Format::Q4K => rows_by_tokens!(w, x, out, |row, a| q45k_rows::<false, _>(row, &a)),
+        Format::Q5K => rows_by_tokens!(w, x, out, |row, a| q45k_rows::<true, _>(row, &a)),
+        _ => rows_by_tokens!(w, x, out, |row, a| q6k_rows::<_>(row, &a)),
+    }
 }
 
 #[inline(always)]
@@ -304,9 +367,7 @@ pub(crate) unsafe fn matmul_q(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
             Format::Q5_0 => legacy::<Q50>(w, x, out),
             Format::Q5_1 => legacy::<Q51>(w, x, out),
             Format::Q8_0 => legacy::<Q80>(w, x, out),
-            Format::Q4K => per_row(w, x, out, |row, a| q45k_row::<false>(row, a)),
-            Format::Q5K => per_row(w, x, out, |row, a| q45k_row::<true>(row, a)),
-            Format::Q6K => per_row(w, x, out, |row, a| q6k_row(row, a)),
+            Format::Q4K | Format::Q5K | Format::Q6K => k_quants(w, x, out),
             format => per_row(w, x, out, |row, a| scalar::dot_q(format, row, *a)),
         }
     }
