@@ -1,14 +1,21 @@
-// Charter's bench instrument. In one headless Chromium run it alternates Charter's
-// worker and wllama on the same GGUF, the same chat and one thread each, and reports
-// load time from the browser's cache, prefill and decode speed, time to first token,
-// the same for a second turn (KV reuse), and peak memory, with the ratio
-// Charter/wllama for each figure. Round 0 of each engine is a warm-up (it downloads
-// the model into that engine's cache) and is not reported.
+// Charter's bench. For each model, in one run and on the same token ids: native
+// llama.cpp (llama-cpp-python, one thread), Charter's native CLI (`charter bench`),
+// and in headless Chromium Charter's worker in each CPU build (relaxed SIMD and SIMD128)
+// and wllama, one thread each. Figures: prefill of fresh prompts of 42 and 300 tokens,
+// decode of 128 greedy tokens, the second turn's time to first token, load from storage
+// to ready, peak memory; then ratios against native llama.cpp and against wllama. The
+// browser engines also run the app's chat flow (two turns through the worker's own
+// prompt building, or wllama's chat completion), reported in the JSON.
 //
-// Environment: CHARTER_DIST (the built app), CHARTER_BENCH_MODEL (a GGUF),
-// CHARTER_BENCH_ROUNDS (default 2), CHARTER_BENCH_OUT (JSON path), CHARTER_BENCH_SYSTEM
-// (the system block Charter's worker composes for this model, from `charter compose`,
-// given to wllama as its system message so both run the same prompt).
+// Each browser run gets a fresh browser over one profile folder (caches persist; memory
+// is measured from a clean start). Round 0 of each engine is a warm-up (it downloads the
+// model into that engine's cache) and is not reported.
+//
+// Environment (cargo xtask bench sets it): CHARTER_DIST (the built app), CHARTER_BIN
+// (the release CLI), CHARTER_BENCH_PYTHON (a Python with llama-cpp-python),
+// CHARTER_BENCH_MODELS (JSON: [{ "path", "plan", "system" }], `plan` a file from
+// `charter bench --print-plan`), CHARTER_BENCH_ROUNDS (default 2), CHARTER_BENCH_OUT
+// (JSON path), CHARTER_BENCH_ENGINES (browser engines to run).
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -18,19 +25,24 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = process.env.CHARTER_DIST || path.join(here, '../../dist');
-const model = process.env.CHARTER_BENCH_MODEL;
-if (!model) throw new Error('CHARTER_BENCH_MODEL must name a GGUF (cargo xtask bench sets it)');
+const models = JSON.parse(process.env.CHARTER_BENCH_MODELS || '[]');
+if (!models.length) throw new Error('CHARTER_BENCH_MODELS must list the models (cargo xtask bench sets it)');
 const rounds = Number(process.env.CHARTER_BENCH_ROUNDS || 2);
-const system = process.env.CHARTER_BENCH_SYSTEM || '';
 const out = process.env.CHARTER_BENCH_OUT || path.join(here, 'results.json');
+const BROWSER = (process.env.CHARTER_BENCH_ENGINES || 'charter-relaxed,charter-simd128,wllama').split(',');
 const wllamaDir = path.join(here, 'node_modules/@wllama/wllama/esm');
 const TURNS = [
   'Write a detailed story about a lighthouse keeper who finds a message in a bottle.',
   'Now tell me what happened next, in as much detail.',
 ];
 const MAX_TOKENS = 128;
+const NAMES = {
+  'llama.cpp': 'llama.cpp native', 'charter-native': 'Charter native',
+  'charter-relaxed': 'Charter relaxed SIMD', 'charter-simd128': 'Charter SIMD128', wllama: 'wllama 3.13.0',
+};
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json' };
+let served = null;
 function serveFile(res, file, range) {
   if (!fs.existsSync(file) || fs.statSync(file).isDirectory()) { res.writeHead(404); return res.end(); }
   const len = fs.statSync(file).size;
@@ -49,7 +61,8 @@ const server = http.createServer((req, res) => {
   if (p.includes('..')) { res.writeHead(400); return res.end(); }
   if (p === '/bench.html') return serveFile(res, path.join(here, 'page.html'));
   if (p.startsWith('/wllama/')) return serveFile(res, path.join(wllamaDir, p.slice('/wllama/'.length)));
-  if (p === '/models/bench.gguf') return serveFile(res, model, req.headers.range);
+  // Each model under its own name, so the engines' caches keep them apart.
+  if (p.startsWith('/models/') && served) return serveFile(res, served, req.headers.range);
   serveFile(res, path.join(dist, p), req.headers.range);
 });
 await new Promise(r => server.listen(0, '127.0.0.1', r));
@@ -63,11 +76,9 @@ function chromiumRss() {
   } catch { return 0; }
 }
 
-// One browser per run, over one profile folder so both engines' caches persist:
-// memory is then measured from a clean start each time.
 const profile = fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'charter-bench-'));
 
-async function runOnce(engine) {
+async function browserRun(engine, modelUrl, system, plan) {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -80,53 +91,73 @@ async function runOnce(engine) {
     const baseline = chromiumRss();
     let peak = baseline;
     const timer = setInterval(() => { peak = Math.max(peak, chromiumRss()); }, 50);
-    const fn = engine.startsWith('charter') ? 'runCharter' : 'runWllama';
+    const fn = engine === 'wllama' ? 'runWllama' : 'runCharter';
     const workerUrl = engine === 'charter-relaxed' ? '/charter-worker-relaxed_loader.js' : '/charter-worker_loader.js';
-    const result = await page.evaluate(([fn, cfg]) => window[fn](cfg), [fn, { modelUrl: '/models/bench.gguf', turns: TURNS, maxTokens: MAX_TOKENS, system, workerUrl }]);
+    const cfg = { modelUrl, turns: TURNS, maxTokens: MAX_TOKENS, system, workerUrl, plan };
+    const result = await page.evaluate(([fn, cfg]) => window[fn](cfg), [fn, cfg]);
     clearInterval(timer);
-    result.peak_memory_mb = (peak - baseline) / 1e6;
+    result.peak_memory_bytes = peak - baseline;
     return result;
   } finally {
     await context.close();
   }
 }
 
-const ENGINES = (process.env.CHARTER_BENCH_ENGINES || 'charter,charter-relaxed,wllama').split(',');
-const runs = Object.fromEntries(ENGINES.map(e => [e, []]));
-for (let round = 0; round <= rounds; round++) {
-  for (const engine of ENGINES) {
-    const r = await runOnce(engine);
-    console.error(`round ${round} ${engine}: load ${r.load_s.toFixed(2)} s, decode ${r.turns[0].decode_tps.toFixed(1)} tok/s${round === 0 ? ' (warm-up)' : ''}`);
-    if (round > 0) runs[engine].push(r);
+// Native engines print `{ engine, load_seconds, result, peak_rss_bytes }`.
+function nativeRun(engine, modelPath, planPath) {
+  const [cmd, args] = engine === 'llama.cpp'
+    ? [process.env.CHARTER_BENCH_PYTHON, [path.join(here, 'native.py'), modelPath, planPath, '1']]
+    : [process.env.CHARTER_BIN, ['bench', '--model', modelPath, '--plan', planPath, '--json']];
+  const r = JSON.parse(execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
+  return { engine: r.engine, load_s: r.load_seconds, plan: r.result, peak_memory_bytes: r.peak_rss_bytes };
+}
+
+const median = xs => { const s = xs.filter(x => x != null && isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : null; };
+const fmt = x => x == null ? '-' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2);
+const report = [];
+for (const m of models) {
+  const plan = JSON.parse(fs.readFileSync(m.plan, 'utf8'));
+  served = m.path;
+  const modelUrl = `/models/${path.basename(m.path)}`;
+  const runs = {};
+  for (const engine of ['llama.cpp', 'charter-native', ...BROWSER]) runs[engine] = [];
+  for (let round = 0; round <= rounds; round++) {
+    for (const engine of Object.keys(runs)) {
+      const r = engine === 'llama.cpp' || engine === 'charter-native'
+        ? nativeRun(engine, m.path, m.plan)
+        : await browserRun(engine, modelUrl, m.system, plan);
+      const decode = r.plan ? r.plan.decode_tokens / r.plan.decode_seconds : null;
+      console.error(`${path.basename(m.path)} round ${round} ${engine}: load ${r.load_s.toFixed(2)} s, decode ${fmt(decode)} tok/s${round === 0 ? ' (warm-up)' : ''}`);
+      if (round > 0) runs[engine].push(r);
+    }
   }
+  const prefill = n => r => { const p = r.plan?.prefill.find(p => p.tokens === n); return p ? p.tokens / p.seconds : null; };
+  const FIGURES = [
+    ...plan.prefill.map(n => [`prefill, fresh ${n}-token prompt (tok/s)`, prefill(n), 'higher']),
+    [`decode, ${plan.decode} greedy tokens (tok/s)`, r => r.plan && r.plan.decode_tokens / r.plan.decode_seconds, 'higher'],
+    [`second turn of ${plan.turn.length} tokens, first token (s)`, r => r.plan?.turn_seconds, 'lower'],
+    ['load from storage to ready (s)', r => r.load_s, 'lower'],
+    ['peak memory (MB)', r => r.peak_memory_bytes / 1e6, 'lower'],
+  ];
+  const engines = Object.keys(runs);
+  const table = FIGURES.map(([figure, get, better]) => {
+    const row = { figure, better };
+    for (const e of engines) row[e] = median(runs[e].map(get));
+    return row;
+  });
+  const ratio = (row, a, b) => row[a] != null && row[b] ? row[a] / row[b] : null;
+  console.log(`\n${path.basename(m.path)}: the same ${plan.prompt.length}-token prompt for every engine, 1 thread each, median of ${rounds} rounds`);
+  console.log(`${'figure'.padEnd(44)}${engines.map(e => NAMES[e].padStart(22)).join('')}${'relaxed/llama.cpp'.padStart(19)}${'relaxed/wllama'.padStart(16)}${'native/llama.cpp'.padStart(18)}`);
+  for (const row of table) {
+    console.log(`${row.figure.padEnd(44)}${engines.map(e => fmt(row[e]).padStart(22)).join('')}${fmt(ratio(row, 'charter-relaxed', 'llama.cpp')).padStart(19)}${fmt(ratio(row, 'charter-relaxed', 'wllama')).padStart(16)}${fmt(ratio(row, 'charter-native', 'llama.cpp')).padStart(18)}`);
+  }
+  console.log('Memory: native engines, the process\'s peak resident memory; browser engines, all Chromium processes\' peak over idle.');
+  const worker = median(runs['charter-relaxed']?.map(r => r.worker_memory_bytes) ?? []);
+  if (worker) console.log(`Charter's worker holds ${fmt(worker / 1e6)} MB of WebAssembly memory with the model loaded (the file is ${fmt(fs.statSync(m.path).size / 1e6)} MB).`);
+  console.log(`Engines: ${engines.map(e => `${NAMES[e]}: ${runs[e][0]?.engine ?? e}`).join('; ')}.`);
+  report.push({ model: path.basename(m.path), plan: { prompt_tokens: plan.prompt.length, prefill: plan.prefill, decode: plan.decode, turn_tokens: plan.turn.length }, table, runs });
 }
 server.close();
 fs.rmSync(profile, { recursive: true, force: true });
-
-const median = xs => { const s = [...xs].filter(x => x != null && isFinite(x)).sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)] : null; };
-const FIGURES = [
-  ['load from cache (s)', r => r.load_s, 'lower'],
-  ['load + first reply, end to end (s)', r => r.load_s + r.turns[0].total_s, 'lower'],
-  ['turn 1 prefill (tok/s)', r => r.turns[0].prefill_tps, 'higher'],
-  ['turn 1 decode (tok/s)', r => r.turns[0].decode_tps, 'higher'],
-  ['turn 1 time to first token (s)', r => r.turns[0].ttft_s, 'lower'],
-  ['turn 2 prefill (tok/s)', r => r.turns[1].prefill_tps, 'higher'],
-  ['turn 2 decode (tok/s)', r => r.turns[1].decode_tps, 'higher'],
-  ['turn 2 time to first token (s)', r => r.turns[1].ttft_s, 'lower'],
-  ['turn 2 prompt tokens reused', r => r.turns[1].reused_tokens, 'higher'],
-  ['peak memory, browser RSS over idle (MB)', r => r.peak_memory_mb, 'lower'],
-];
-const table = FIGURES.map(([name, get, better]) => {
-  const row = { figure: name, better };
-  for (const e of ENGINES) row[e] = median(runs[e].map(get));
-  return row;
-});
-const fmt = x => x == null ? '-' : Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(2);
-console.log(`\n${ENGINES.join(' vs ')} on ${path.basename(model)}, 1 thread each, ${MAX_TOKENS} greedy tokens, median of ${rounds} rounds`);
-console.log(`${'figure'.padEnd(40)} ${ENGINES.map(e => e.padStart(16)).join(' ')}  (better)`);
-for (const row of table) console.log(`${row.figure.padEnd(40)} ${ENGINES.map(e => fmt(row[e]).padStart(16)).join(' ')}  ${row.better}`);
-const tokens = e => runs[e][0]?.turns.map(t => `${t.prompt_tokens} prompt / ${t.decode_tokens} generated`).join(', ');
-console.log("Charter puts its model in the state after the system block while loading (prefilled at the first load, restored from the browser's storage after that), so its first turn reuses it; wllama prefills the block in the first turn.");
-console.log(`tokens per turn: ${ENGINES.map(e => `${e} ${tokens(e)}`).join('; ')}`);
-fs.writeFileSync(out, JSON.stringify({ model: path.basename(model), threads: 1, max_tokens: MAX_TOKENS, rounds, turns: TURNS, table, runs }, null, 2));
-console.log(`JSON: ${out}`);
+fs.writeFileSync(out, JSON.stringify({ threads: 1, rounds, turns: TURNS, max_tokens: MAX_TOKENS, models: report }, null, 2));
+console.log(`\nJSON: ${out}`);

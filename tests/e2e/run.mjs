@@ -388,6 +388,34 @@ test("a site's operator.toml holds for the visitor and cannot be changed from th
   }
 });
 
+test('the page names the kernel build it runs, and the speed test reports figures', async ({ browser, server }) => {
+  const context = await browser.newContext();
+  try {
+    const page = await open(context, server);
+    await waitReady(page);
+    // This Chromium has relaxed SIMD, so the page starts that build of the worker.
+    const header = await page.getByTestId('backend').textContent();
+    assert(/relaxed SIMD/.test(header), `the header names the build: ${header}`);
+    await page.getByTestId('settings').click();
+    const kernels = await page.getByTestId('backend-kernels').textContent();
+    assert(/wasm-relaxed-simd/.test(kernels) && /cpu \(wasm-relaxed-simd\)/.test(kernels), `Settings names the kernels: ${kernels}`);
+    assert(/memory is \d+ MB/.test(kernels), `Settings gives the worker's memory: ${kernels}`);
+    await page.getByTestId('speed-test').click();
+    await page.waitForFunction(() => /tokens\/s/.test(document.querySelector('[data-testid=speed-result]')?.textContent ?? ''), null, { timeout: READY });
+    const figures = await page.getByTestId('speed-result').textContent();
+    assert(/42 tokens at \d+ tokens\/s, 300 tokens at \d+ tokens\/s/.test(figures), `prefill figures: ${figures}`);
+    assert(/writes [\d.]+ tokens\/s/.test(figures) && /second turn of \d+ tokens after [\d.]+ s/.test(figures), `decode and second turn: ${figures}`);
+    await shot(page, 'speed-test');
+    // The model is back in its state after the system block: a reply still works.
+    await page.getByTestId('settings').click();
+    await setMaxTokens(page, 8);
+    const reply = await ask(page, 'Name a colour.');
+    assert((await reply.locator('.body').textContent()).trim().length > 0, 'a reply after the speed test');
+  } finally {
+    await context.close();
+  }
+});
+
 async function chatOnce(webgpu) {
   const browser = await launch({ webgpu });
   const server = await startServer({ dist, model });

@@ -44,7 +44,10 @@ fn load(args: &ModelArgs) -> anyhow::Result<Model> {
 }
 
 /// `charter bench`.
-pub fn bench(args: &ModelArgs, plan: Option<&Path>, json: bool) -> anyhow::Result<()> {
+pub fn bench(args: &ModelArgs, plan: Option<&Path>, print_plan: bool, json: bool) -> anyhow::Result<()> {
+    // The file once, untimed: a load from storage, not from a cold disk.
+    let path = store::resolve(args.model.as_deref())?;
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let started = Instant::now();
     let model = load(args)?;
     let load_seconds = started.elapsed().as_secs_f64();
@@ -53,8 +56,31 @@ pub fn bench(args: &ModelArgs, plan: Option<&Path>, json: bool) -> anyhow::Resul
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             serde_json::from_str(&text).with_context(|| format!("{} is not a speed-test plan", path.display()))?
         }
-        None => charter_core::bench::BenchPlan::speed_test(&model.tokenizer, model.info.context_length)?,
+        None => {
+            let block = Layers::new(None, None)?.compose(&model.tokenizer, &model.info)?;
+            charter_core::bench::BenchPlan::chat(&model.template, &model.tokenizer, &block.text)?
+        }
     };
+    if print_plan {
+        // The same prompts as text too, for engines that take no token ids (wllama):
+        // template markers stay their text, which such an engine reads back as the same
+        // control tokens, and a leading BOS is left to the engine where the model adds it.
+        let text = |ids: &[u32]| {
+            let ids = match ids.split_first() {
+                Some((&first, rest)) if model.tokenizer.add_bos && Some(first) == model.tokenizer.bos => rest,
+                _ => ids,
+            };
+            let bytes: Vec<u8> = ids.iter().flat_map(|&id| Vocabulary::token_bytes(&model.tokenizer, id).to_vec()).collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let prefill: serde_json::Map<String, serde_json::Value> =
+            plan.prefill.iter().map(|&n| (n.to_string(), text(&plan.prompt[..n]).into())).collect();
+        let whole: Vec<u32> = plan.context.iter().chain(&plan.turn).copied().collect();
+        let mut value = serde_json::to_value(&plan)?;
+        value["texts"] = json!({ "prefill": prefill, "context": text(&plan.context), "second_turn": text(&whole) });
+        outln!("{value}");
+        return Ok(());
+    }
     let engine = model.decoder.describe();
     let mut session = Session::new(model.decoder);
     let clock = Instant::now();

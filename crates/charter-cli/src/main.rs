@@ -87,6 +87,10 @@ enum Command {
         /// these tokens instead of Charter's own speed test.
         #[arg(long)]
         plan: Option<PathBuf>,
+        /// Print the speed test's plan as JSON and time nothing (to time other engines on
+        /// the same tokens), with each prompt as text too (`texts`).
+        #[arg(long)]
+        print_plan: bool,
         /// Print JSON: `engine`, `load_seconds`, `result`, `peak_rss_bytes`.
         #[arg(long)]
         json: bool,
@@ -213,7 +217,7 @@ fn main() {
         Command::Masks { model, conversations } => commands::masks(&model, &conversations),
         Command::Run(args) => commands::run(&args),
         Command::Score { model, ids, json: _ } => commands::score(&model, &ids),
-        Command::Bench { model, plan, json } => commands::bench(&model, plan.as_deref(), json),
+        Command::Bench { model, plan, print_plan, json } => commands::bench(&model, plan.as_deref(), print_plan, json),
         Command::Tokenize { model, special, jsonl, json, text } => {
             commands::tokenize(&model, special, jsonl.as_deref(), text.as_deref(), json)
         }

@@ -13,6 +13,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::generate::{GenerateError, LanguageModel, Session};
 use crate::sampling::argmax;
+use crate::{ChatTemplate, Message, Vocabulary, build_prompt};
+
+/// The speed test's first request: long enough that, behind a small model's system
+/// block, the prompt passes 300 tokens.
+const REQUEST: &str = "Write a detailed story about a lighthouse keeper who finds a message in a bottle. \
+Describe the keeper, the lighthouse on its rock, the sea in each season, the storm that brings the bottle, \
+the old glass and the cork, the paper inside and the handwriting on it, who wrote the message and why, \
+and what the keeper decides to do after reading it. Give the keeper a name, a past and a reason to stay.";
+/// The reply the second turn follows.
+const REPLY: &str = "Elias had kept the light on Gull Rock for thirty winters. The night the storm broke, \
+he found a green bottle wedged between the stones, its cork sealed with wax, and inside a letter \
+written in a careful hand: a girl on the mainland asking whoever found it to tell her whether the \
+light was still kept, because her grandfather had once been its keeper.";
+/// The second turn.
+const FOLLOW_UP: &str = "Now tell me what happened next, in as much detail.";
 
 /// What to time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +119,8 @@ impl<M: LanguageModel> Session<M> {
         let mut logits = self.extend(&plan.prompt[..shortest])?;
         let start = now();
         for _ in 0..plan.decode {
-            logits = self.extend(&[argmax(&logits)])?;
+            let next = argmax(&logits);
+            self.extend_into(&[next], &mut logits)?;
         }
         let decode_seconds = now() - start;
         self.rewind(0);
@@ -119,18 +135,31 @@ impl<M: LanguageModel> Session<M> {
 }
 
 impl BenchPlan {
-    /// Charter's speed test, for a model's vocabulary and a window of `capacity`
-    /// positions: a text of its own tokens, fresh prefills of 42 and (where the window
-    /// allows) 300 of them, 64 decoded tokens, and a 40-token second turn after the rest.
-    pub fn speed_test(vocab: &dyn crate::Vocabulary, capacity: usize) -> Result<BenchPlan, BenchError> {
-        let text = "The keeper of the lighthouse climbed the stairs at dusk, as he had done every evening for thirty years, and found a bottle on the rocks below with a letter inside. ".repeat(24);
-        let mut ids = vocab.encode(&text, false).map_err(|e| BenchError::Plan(e.to_string()))?;
-        ids.truncate(340.min(capacity.saturating_sub(80)));
-        let prefill: Vec<usize> = [42, 300].into_iter().filter(|&n| n + 40 <= ids.len()).collect();
-        if prefill.is_empty() {
-            return Err(BenchError::Plan(format!("a window of {capacity} positions is too small for the speed test")));
+    /// Charter's speed test for a model: a conversation as the app builds it (the
+    /// system block, then a user's request, through the model's own template), fresh
+    /// prefills of its first 42 and 300 tokens (where it has that many), 128 decoded
+    /// tokens, and a second turn: a reply and a follow-up read after the first request.
+    pub fn chat(template: &ChatTemplate, vocab: &dyn Vocabulary, system: &str) -> Result<BenchPlan, BenchError> {
+        let plan_error = |e: crate::PromptError| BenchError::Plan(e.to_string());
+        let mut first = Vec::new();
+        if !system.is_empty() {
+            first.push(Message::system(system));
         }
-        Ok(BenchPlan::from_tokens(ids, prefill, 64, 40))
+        first.push(Message::user(REQUEST));
+        let prompt = build_prompt(template, vocab, &first, true).map_err(plan_error)?.ids;
+        let mut second = first.clone();
+        second.push(Message::assistant(REPLY));
+        second.push(Message::user(FOLLOW_UP));
+        let whole = build_prompt(template, vocab, &second, true).map_err(plan_error)?.ids;
+        // The context is what the second prompt shares with the first turn and its reply.
+        second.truncate(second.len() - 1);
+        let answered = build_prompt(template, vocab, &second, false).map_err(plan_error)?.ids;
+        let split = answered.iter().zip(&whole).take_while(|(a, b)| a == b).count();
+        let prefill: Vec<usize> = [42, 300].into_iter().filter(|&n| n <= prompt.len()).collect();
+        if prefill.is_empty() || split == whole.len() {
+            return Err(BenchError::Plan(format!("a prompt of {} tokens is too short for the speed test", prompt.len())));
+        }
+        Ok(BenchPlan { prompt, prefill, decode: 128, context: whole[..split].to_vec(), turn: whole[split..].to_vec() })
     }
 
     /// A plan over tokens of the model's own: the fresh prompts are the first tokens of
@@ -192,6 +221,71 @@ mod tests {
         assert_eq!((result.turn_tokens, result.turn_seconds), (6, 6.0));
         assert_eq!(result.prefill_tokens_per_s(20), Some(1.0));
         assert!(session.cached_tokens().is_empty() && session.model().n_cached() == 0);
+    }
+
+    /// One token per byte, no control tokens: what a prompt's text is, token for token.
+    struct Bytes;
+
+    impl Vocabulary for Bytes {
+        fn n_vocab(&self) -> usize {
+            256
+        }
+        fn encode(&self, text: &str, _: bool) -> Result<Vec<u32>, crate::VocabError> {
+            Ok(text.bytes().map(u32::from).collect())
+        }
+        fn token_bytes(&self, id: u32) -> &[u8] {
+            const ALL: [u8; 256] = {
+                let mut a = [0u8; 256];
+                let mut i = 0;
+                while i < 256 {
+                    a[i] = i as u8;
+                    i += 1;
+                }
+                a
+            };
+            &ALL[id as usize..id as usize + 1]
+        }
+        fn is_control(&self, _: u32) -> bool {
+            false
+        }
+        fn control_tokens(&self) -> Vec<u32> {
+            Vec::new()
+        }
+        fn bos(&self) -> Option<u32> {
+            None
+        }
+        fn eos(&self) -> Option<u32> {
+            None
+        }
+        fn adds_bos(&self) -> bool {
+            false
+        }
+        fn end_of_generation(&self) -> Vec<u32> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn the_chat_plan_follows_the_template_and_reads_the_second_turn_after_its_context() {
+        let template = ChatTemplate::new(
+            crate::template::CHATML_TEMPLATE,
+            crate::TemplateSource::BuiltinChatMl,
+            crate::TemplateTokens { bos: String::new(), eos: String::new() },
+        )
+        .unwrap();
+        let vocab = Bytes;
+        let plan = BenchPlan::chat(&template, &vocab, "You are Charter.").unwrap();
+        assert!(plan.prompt.len() >= 300, "{} prompt tokens", plan.prompt.len());
+        assert_eq!(plan.prefill, [42, 300]);
+        assert_eq!(plan.decode, 128);
+        // The context starts with the first prompt's turns and holds the reply; the turn
+        // is the follow-up, up to the assistant's header.
+        let text = |ids: &[u32]| String::from_utf8(ids.iter().map(|&i| i as u8).collect()).unwrap();
+        assert!(text(&plan.context).contains("Elias had kept the light"));
+        assert!(text(&plan.turn).contains("Now tell me what happened next"));
+        assert!(text(&plan.turn).ends_with("<|im_start|>assistant\n"), "{:?}", text(&plan.turn));
+        let prompt_text = text(&plan.prompt);
+        assert!(text(&plan.context).starts_with(prompt_text.trim_end_matches("<|im_start|>assistant\n")));
     }
 
     #[test]

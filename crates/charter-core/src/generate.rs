@@ -36,6 +36,13 @@ pub trait LanguageModel {
     /// that follow the last of them.
     fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError>;
 
+    /// Like [`LanguageModel::forward`], into `logits` (replacing what it held), so a
+    /// caller that keeps the buffer does not allocate a row per token.
+    fn forward_into(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), ModelError> {
+        *logits = self.forward(tokens)?;
+        Ok(())
+    }
+
     /// Like [`LanguageModel::forward`], but returns the logits after every token.
     fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {
         tokens.iter().map(|&t| self.forward(&[t])).collect()
@@ -242,14 +249,21 @@ impl<M: LanguageModel> Session<M> {
     /// Appends `tokens` after what the cache holds and returns the logits that follow
     /// the last of them, as the raw model gives them (no turn policy, no sampling).
     pub fn extend(&mut self, tokens: &[u32]) -> Result<Vec<f32>, GenerateError> {
+        let mut logits = Vec::new();
+        self.extend_into(tokens, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// Like [`Session::extend`], into a buffer the caller keeps.
+    pub fn extend_into(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), GenerateError> {
         self.check_prompt(tokens)?;
         let n = self.cached.len() + tokens.len();
         if n >= self.model.capacity() {
             return Err(GenerateError::PromptTooLong { n_prompt: n, capacity: self.model.capacity() });
         }
-        let logits = self.model.forward(tokens).map_err(GenerateError::Model)?;
+        self.model.forward_into(tokens, logits).map_err(GenerateError::Model)?;
         self.cached.extend_from_slice(tokens);
-        Ok(logits)
+        Ok(())
     }
 
     /// Takes over a KV state that `restore` puts into the model from elsewhere (a saved
@@ -483,7 +497,7 @@ impl<M: LanguageModel> Generation<'_, M> {
         if model.n_cached() + 1 > model.capacity() {
             return Ok(Some((StopReason::ContextFull, None)));
         }
-        self.logits = model.forward(&[token]).map_err(GenerateError::Model)?;
+        model.forward_into(&[token], &mut self.logits).map_err(GenerateError::Model)?;
         self.session.cached.push(token);
         Ok(None)
     }

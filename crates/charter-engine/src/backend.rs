@@ -185,4 +185,9 @@ pub trait Backend {
     fn rows_from(&self, x: &Self::Tensor, from: usize) -> Result<Self::Tensor, BackendError>;
     /// Reads a tensor back as row-major `f32`.
     fn read(&self, x: &Self::Tensor) -> Result<Vec<f32>, BackendError>;
+    /// Appends a tensor, row-major `f32`, to `out` (a buffer the caller reuses).
+    fn read_into(&self, x: &Self::Tensor, out: &mut Vec<f32>) -> Result<(), BackendError> {
+        out.extend(self.read(x)?);
+        Ok(())
+    }
 }

@@ -413,6 +413,11 @@ impl Backend for CpuBackend {
     fn read(&self, x: &CpuTensor) -> Result<Vec<f32>, BackendError> {
         Ok(x.data.clone())
     }
+
+    fn read_into(&self, x: &CpuTensor, out: &mut Vec<f32>) -> Result<(), BackendError> {
+        out.extend_from_slice(&x.data);
+        Ok(())
+    }
 }
 
 impl CpuBackend {

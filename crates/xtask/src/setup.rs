@@ -109,3 +109,36 @@ pub fn npm_in(folder: &str) -> anyhow::Result<()> {
     c.args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir);
     run(c)
 }
+
+/// llama-cpp-python's version for the bench's native reference.
+pub const LLAMA_CPP_PYTHON: &str = "0.3.36";
+
+/// A Python with llama-cpp-python, for the bench only (never the tests): a virtual
+/// environment under the cache folder, made when missing. pip builds llama.cpp from
+/// source for this processor, which takes about ten minutes on two cores.
+pub fn bench_python() -> anyhow::Result<std::path::PathBuf> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
+    let venv = home.join(".cache/charter/bench-venv");
+    let python = venv.join("bin/python");
+    let has = |python: &Path| {
+        Command::new(python)
+            .args(["-c", &format!("import llama_cpp, numpy; assert llama_cpp.__version__ == '{LLAMA_CPP_PYTHON}'")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has(&python) {
+        return Ok(python);
+    }
+    eprintln!("xtask: installing llama-cpp-python {LLAMA_CPP_PYTHON} for the bench (it builds llama.cpp: about ten minutes)");
+    let mut c = Command::new("python3");
+    c.args(["-m", "venv"]).arg(&venv);
+    run(c).context("making the bench's Python environment")?;
+    let mut c = Command::new(&python);
+    c.args(["-m", "pip", "install", "--quiet", &format!("llama-cpp-python=={LLAMA_CPP_PYTHON}"), "numpy"])
+        .env("CMAKE_ARGS", "-DGGML_NATIVE=ON");
+    run(c).context("installing llama-cpp-python")?;
+    if !has(&python) {
+        bail!("llama-cpp-python {LLAMA_CPP_PYTHON} did not install into {}", venv.display());
+    }
+    Ok(python)
+}

@@ -258,6 +258,15 @@ impl<'a> Matrix<'a> {
     }
 }
 
+/// Whether this processor runs the AVX2 kernels (which also use SSE4.1 and F16C). The
+/// standard library caches the answer, so asking on every product costs nothing.
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("sse4.1")
+        && std::arch::is_x86_feature_detected!("f16c")
+}
+
 /// An instruction set the kernels are written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -288,7 +297,7 @@ impl Isa {
             }
         }
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("sse4.1") {
+        if has_avx2() {
             out.push(Isa::Avx2);
         }
         out
@@ -329,7 +338,7 @@ pub fn matmul_q(isa: Isa, w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
         Isa::RelaxedSimd => wasm::matmul_q::<true>(w, x, out),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
-            assert!(Isa::available().contains(&Isa::Avx2), "this processor has no AVX2");
+            assert!(has_avx2(), "this processor has no AVX2");
             // SAFETY: AVX2 and SSE4.1 are present, checked above.
             unsafe { x86::matmul_q(w, x, out) }
         }
@@ -358,8 +367,8 @@ pub fn matmul_f(isa: Isa, w: &Matrix<'_>, x: &[f32], n: usize, out: &mut [f32]) 
         Isa::Simd128 | Isa::RelaxedSimd => wasm::matmul_f(w, x, n, out),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => {
-            assert!(Isa::available().contains(&Isa::Avx2), "this processor has no AVX2");
-            // SAFETY: AVX2 and SSE4.1 are present, checked above.
+            assert!(has_avx2(), "this processor has no AVX2");
+            // SAFETY: AVX2, SSE4.1 and F16C are present, checked above.
             unsafe { x86::matmul_f(w, x, n, out) }
         }
         #[allow(unreachable_patterns)]
