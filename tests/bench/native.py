@@ -17,6 +17,7 @@ import sys
 import time
 
 import llama_cpp
+import numpy as np
 from llama_cpp import Llama
 
 path, plan_path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -37,7 +38,9 @@ def fresh(ids):
 
 
 def argmax():
-    return int(llm.scores[llm.n_tokens - 1].argmax())
+    # Without logits_all, llama-cpp-python keeps no scores: read the context's logits of
+    # the last token evaluated.
+    return int(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).argmax())
 
 
 shortest = min(plan["prefill"])

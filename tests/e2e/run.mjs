@@ -416,6 +416,27 @@ test('the page names the kernel build it runs, and the speed test reports figure
   }
 });
 
+test('a relaxed-SIMD worker that fails to start gives way to the SIMD128 build', async ({ browser, server }) => {
+  server.state.broken.add('/charter-worker-relaxed_bg.wasm');
+  const context = await browser.newContext();
+  try {
+    const page = await open(context, server);
+    await waitReady(page);
+    const header = await page.getByTestId('backend').textContent();
+    assert(/SIMD128/.test(header), `the header names the SIMD128 build: ${header}`);
+    await page.getByTestId('settings').click();
+    const kernels = await page.getByTestId('backend-kernels').textContent();
+    assert(/wasm-simd128/.test(kernels), `Settings names the SIMD128 kernels: ${kernels}`);
+    await page.getByTestId('settings').click();
+    await setMaxTokens(page, 8);
+    const reply = await ask(page, 'Name a colour.');
+    assert((await reply.locator('.body').textContent()).trim().length > 0, 'a reply on the SIMD128 build');
+  } finally {
+    server.state.broken.clear();
+    await context.close();
+  }
+});
+
 async function chatOnce(webgpu) {
   const browser = await launch({ webgpu });
   const server = await startServer({ dist, model });

@@ -27,6 +27,7 @@ export async function startServer({ dist, model }) {
     modelRequests: [],   // { range } per request to /models/
     operatorToml: null,  // a site owner's operator.toml, served when set
     operatorType: null,  // its content type, when not application/toml
+    broken: new Set(),   // app files served damaged (a module that does not compile)
   };
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://x');
@@ -59,6 +60,10 @@ export async function startServer({ dist, model }) {
     if (url.pathname === '/operator.toml' && state.operatorToml != null) {
       res.writeHead(200, { 'content-type': state.operatorType || 'application/toml', 'cache-control': 'no-cache' });
       return res.end(state.operatorToml);
+    }
+    if (state.broken.has(url.pathname)) {
+      res.writeHead(200, { 'content-type': TYPES[path.extname(url.pathname)] || 'application/octet-stream', 'cache-control': 'no-cache' });
+      return res.end(Buffer.from('\0asm\x01\0\0\0 this is not a module'));
     }
     let file = path.join(dist, path.normalize(decodeURIComponent(url.pathname)).replace(/^(\.\.[/\\])+/, ''));
     if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');

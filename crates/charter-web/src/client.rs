@@ -4,7 +4,9 @@
 //!
 //! The worker comes in two builds: with relaxed SIMD's integer dot product (started
 //! where the browser validates relaxed SIMD) and with SIMD128 only. A relaxed build that
-//! dies before it is ready is not tried again: the page falls back to the SIMD128 one.
+//! dies before it is ready, or is not ready within [`RELAXED_START_MS`] (a module that
+//! fails to compile rejects a promise inside the worker, which no error event reports),
+//! is not tried again: the page falls back to the SIMD128 one.
 
 use std::cell::{Cell, RefCell};
 
@@ -17,6 +19,9 @@ use web_sys::{ErrorEvent, MessageEvent, Worker};
 const WORKER_URL: &str = "./charter-worker_loader.js";
 /// And of the relaxed-SIMD build.
 const RELAXED_WORKER_URL: &str = "./charter-worker-relaxed_loader.js";
+/// How long a relaxed-SIMD worker may take to say it is ready before the page gives up
+/// on it. Starting takes well under a second; only a build that cannot run takes this.
+const RELAXED_START_MS: i32 = 10_000;
 
 type Listener = Box<dyn Fn(u64, Event)>;
 type DeathListener = Box<dyn Fn(String)>;
@@ -30,6 +35,8 @@ thread_local! {
     static RELAXED: Cell<bool> = const { Cell::new(false) };
     /// Whether the running worker has said it is ready.
     static READY: Cell<bool> = const { Cell::new(false) };
+    /// Counts the workers started, so a timer knows whether its worker still runs.
+    static SPAWNED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Starts the worker; `on_event` receives every event, `on_death` a description when
@@ -43,8 +50,23 @@ pub fn start(on_event: impl Fn(u64, Event) + 'static, on_death: impl Fn(String) 
 
 fn spawn() -> Result<(), String> {
     READY.with(|r| r.set(false));
-    let url = if RELAXED.with(Cell::get) { RELAXED_WORKER_URL } else { WORKER_URL };
+    let generation = SPAWNED.with(|s| {
+        s.set(s.get() + 1);
+        s.get()
+    });
+    let relaxed = RELAXED.with(Cell::get);
+    let url = if relaxed { RELAXED_WORKER_URL } else { WORKER_URL };
     let worker = Worker::new(url).map_err(|e| format!("the inference worker could not start: {e:?}"))?;
+    if relaxed {
+        let watchdog = Closure::once_into_js(move || {
+            if SPAWNED.with(Cell::get) == generation && !READY.with(Cell::get) {
+                died(format!("the relaxed-SIMD worker was not ready after {} s", RELAXED_START_MS / 1000));
+            }
+        });
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(watchdog.unchecked_ref(), RELAXED_START_MS);
+        }
+    }
     let on_message = Closure::<dyn Fn(MessageEvent)>::new(|message: MessageEvent| {
         let Some(text) = message.data().as_string() else { return };
         match decode::<Event>(&text) {
