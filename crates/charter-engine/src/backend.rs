@@ -12,7 +12,7 @@
 //! storage buffers on a GPU). The KV cache is allocated by the backend at load, at full
 //! capacity, and written in place: nothing grows during generation.
 
-use crate::gguf::TensorType;
+use crate::gguf::Format;
 
 /// A backend failure.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub struct WeightData<'a> {
     /// Dimensions in ggml order (`dims[0]` is the row length).
     pub dims: &'a [u64],
     /// Storage type.
-    pub ty: TensorType,
+    pub ty: Format,
     /// The raw bytes.
     pub bytes: &'a [u8],
 }
@@ -58,22 +58,10 @@ pub enum RopeStyle {
     Halves,
 }
 
-/// Everything about one attention call that is not a tensor.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AttentionParams {
-    /// Query heads.
-    pub n_heads: usize,
-    /// Key/value heads (grouped-query attention when fewer than `n_heads`).
-    pub n_kv_heads: usize,
-    /// Dimension of one head.
-    pub head_dim: usize,
-    /// Multiplier of `q·k`.
-    pub scale: f32,
-    /// A query sees keys less than this many positions back (sliding window), if set.
-    pub window: Option<usize>,
-    /// `tanh` soft cap of attention scores, if set.
-    pub softcap: Option<f32>,
-}
+/// Everything about one attention call that is not a tensor (heads, head dimension,
+/// scale, sliding window, soft cap): the kernels' own description, shared by every
+/// backend.
+pub use charter_kernels::attention::Attention as AttentionParams;
 
 /// The first positions of one layer's KV cache, as a backend stores them: keys
 /// `(n_kv_heads, len, head_dim)` row-major, then values in the same layout.

@@ -8,7 +8,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::backend::{Activation, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData};
-use crate::gguf::TensorType;
+use crate::gguf::Format;
 
 /// Candle on the CPU.
 #[derive(Debug, Clone, Default)]
@@ -21,22 +21,22 @@ pub struct CandleRope {
     sin: Tensor,
 }
 
-fn ggml_dtype(ty: TensorType) -> GgmlDType {
+fn ggml_dtype(ty: Format) -> GgmlDType {
     match ty {
-        TensorType::F32 => GgmlDType::F32,
-        TensorType::F16 => GgmlDType::F16,
-        TensorType::BF16 => GgmlDType::BF16,
-        TensorType::Q4_0 => GgmlDType::Q4_0,
-        TensorType::Q4_1 => GgmlDType::Q4_1,
-        TensorType::Q5_0 => GgmlDType::Q5_0,
-        TensorType::Q5_1 => GgmlDType::Q5_1,
-        TensorType::Q8_0 => GgmlDType::Q8_0,
-        TensorType::Q2K => GgmlDType::Q2K,
-        TensorType::Q3K => GgmlDType::Q3K,
-        TensorType::Q4K => GgmlDType::Q4K,
-        TensorType::Q5K => GgmlDType::Q5K,
-        TensorType::Q6K => GgmlDType::Q6K,
-        TensorType::Q8K => GgmlDType::Q8K,
+        Format::F32 => GgmlDType::F32,
+        Format::F16 => GgmlDType::F16,
+        Format::BF16 => GgmlDType::BF16,
+        Format::Q4_0 => GgmlDType::Q4_0,
+        Format::Q4_1 => GgmlDType::Q4_1,
+        Format::Q5_0 => GgmlDType::Q5_0,
+        Format::Q5_1 => GgmlDType::Q5_1,
+        Format::Q8_0 => GgmlDType::Q8_0,
+        Format::Q2K => GgmlDType::Q2K,
+        Format::Q3K => GgmlDType::Q3K,
+        Format::Q4K => GgmlDType::Q4K,
+        Format::Q5K => GgmlDType::Q5K,
+        Format::Q6K => GgmlDType::Q6K,
+        Format::Q8K => GgmlDType::Q8K,
     }
 }
 

@@ -11,14 +11,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use charter_kernels::attention::{self, Attention, KvCache};
+use charter_kernels::attention::{self, KvCache};
 use charter_kernels::format::{Format, dequantize_row};
 use charter_kernels::half::f32_to_f16;
 use charter_kernels::dot::tile_in_place;
 use charter_kernels::{Isa, Matrix, Q8Rows, matmul_f, matmul_q, ops};
 
 use crate::backend::{Activation, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData};
-use crate::gguf::{GgufHeader, TensorType};
+use crate::gguf::GgufHeader;
 
 /// Rearranges every matrix of a legacy 32-value format in the model's buffer into
 /// tiles of four interleaved rows (`charter_kernels::dot::Layout::Tiles4`), in place:
@@ -28,7 +28,7 @@ use crate::gguf::{GgufHeader, TensorType};
 pub fn tile_matrices(bytes: &mut [u8], header: &GgufHeader) {
     for (t, range) in header.tensor_ranges() {
         if let [cols, rows] = t.dims[..] {
-            tile_in_place(format_of(t.ty), rows as usize, cols as usize, &mut bytes[range]);
+            tile_in_place(t.ty, rows as usize, cols as usize, &mut bytes[range]);
         }
     }
 }
@@ -178,24 +178,6 @@ impl CpuBackend {
     }
 }
 
-fn format_of(ty: TensorType) -> Format {
-    match ty {
-        TensorType::F32 => Format::F32,
-        TensorType::F16 => Format::F16,
-        TensorType::BF16 => Format::BF16,
-        TensorType::Q4_0 => Format::Q4_0,
-        TensorType::Q4_1 => Format::Q4_1,
-        TensorType::Q5_0 => Format::Q5_0,
-        TensorType::Q5_1 => Format::Q5_1,
-        TensorType::Q8_0 => Format::Q8_0,
-        TensorType::Q2K => Format::Q2K,
-        TensorType::Q3K => Format::Q3K,
-        TensorType::Q4K => Format::Q4K,
-        TensorType::Q5K => Format::Q5K,
-        TensorType::Q6K => Format::Q6K,
-        TensorType::Q8K => Format::Q8K,
-    }
-}
 
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
@@ -213,7 +195,7 @@ impl Backend for CpuBackend {
             return Err(BackendError::Shape(format!("{} should be a matrix, has dims {:?}", w.name, w.dims)));
         };
         let (rows, cols) = (*rows as usize, *cols as usize);
-        let format = format_of(w.ty);
+        let format = w.ty;
         let symmetric =
             Matrix::new(format, rows, cols, w.bytes).map_err(|e| BackendError::Shape(format!("{}: {e}", w.name)))?.symmetric_q8();
         let start = w.bytes.as_ptr() as usize;
@@ -230,7 +212,7 @@ impl Backend for CpuBackend {
 
     fn vector(&self, w: WeightData<'_>) -> Result<Vec<f32>, BackendError> {
         let len: u64 = w.dims.iter().product();
-        let format = format_of(w.ty);
+        let format = w.ty;
         if format.row_bytes(len as usize) != Some(w.bytes.len()) {
             return Err(BackendError::Shape(format!("{}: {} bytes for {len} {} values", w.name, w.bytes.len(), format.name())));
         }
@@ -371,16 +353,8 @@ impl Backend for CpuBackend {
             return Err(BackendError::Shape(format!("attention of {} rows at {start} into {}", q.n, cache.capacity())));
         }
         cache.write(start, &k.data, &v.data);
-        let shape = Attention {
-            n_heads: p.n_heads,
-            n_kv_heads: p.n_kv_heads,
-            head_dim: p.head_dim,
-            scale: p.scale,
-            window: p.window,
-            softcap: p.softcap,
-        };
         let mut out = self.tensor(q.n, q.width);
-        attention::attend(&shape, &q.data, cache, start, &mut out.data, &mut self.scratch.borrow_mut());
+        attention::attend(p, &q.data, cache, start, &mut out.data, &mut self.scratch.borrow_mut());
         Ok(out)
     }
 

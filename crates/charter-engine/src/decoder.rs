@@ -16,7 +16,7 @@
 
 use crate::architecture::DecoderConfig;
 use crate::backend::{AttentionParams, Backend, BackendError, CacheData, WeightData};
-use crate::gguf::{Gguf, TensorType};
+use crate::gguf::{Format, Gguf};
 
 /// Tokens per prefill chunk.
 const PREFILL_CHUNK: usize = 256;
@@ -157,7 +157,7 @@ impl<B: Backend> Decoder<B> {
         // Llama 3's long-context frequency factors.
         let rope_factors = if w.has("rope_freqs.weight") {
             let data = w.get("rope_freqs.weight", &[hd / 2])?;
-            if data.ty != TensorType::F32 {
+            if data.ty != Format::F32 {
                 return Err(DecoderError::Unsupported(format!("rope_freqs.weight stored as {}", data.ty.name())));
             }
             Some(data.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect::<Vec<_>>())

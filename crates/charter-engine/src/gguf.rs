@@ -14,6 +14,8 @@
 
 use std::collections::BTreeMap;
 
+pub use charter_kernels::Format;
+
 /// The GGUF magic, `GGUF` read as a little-endian `u32`.
 const MAGIC: u32 = 0x4655_4747;
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -206,128 +208,47 @@ impl Value {
     }
 }
 
-/// The storage types Charter reads, with their ggml ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TensorType {
-    /// 32-bit float.
-    F32,
-    /// 16-bit float.
-    F16,
-    /// bfloat16.
-    BF16,
-    /// 4-bit, one scale per 32.
-    Q4_0,
-    /// 4-bit, scale and minimum per 32.
-    Q4_1,
-    /// 5-bit, one scale per 32.
-    Q5_0,
-    /// 5-bit, scale and minimum per 32.
-    Q5_1,
-    /// 8-bit, one scale per 32.
-    Q8_0,
-    /// 2-bit k-quant.
-    Q2K,
-    /// 3-bit k-quant.
-    Q3K,
-    /// 4-bit k-quant.
-    Q4K,
-    /// 5-bit k-quant.
-    Q5K,
-    /// 6-bit k-quant.
-    Q6K,
-    /// 8-bit k-quant.
-    Q8K,
+/// The storage format of a ggml type id, or the name of a type Charter does not read.
+fn format_from_id(id: u32) -> Result<Format, &'static str> {
+    Ok(match id {
+        0 => Format::F32,
+        1 => Format::F16,
+        2 => Format::Q4_0,
+        3 => Format::Q4_1,
+        6 => Format::Q5_0,
+        7 => Format::Q5_1,
+        8 => Format::Q8_0,
+        10 => Format::Q2K,
+        11 => Format::Q3K,
+        12 => Format::Q4K,
+        13 => Format::Q5K,
+        14 => Format::Q6K,
+        15 => Format::Q8K,
+        30 => Format::BF16,
+        4 | 5 => return Err("Q4_2/Q4_3, removed from ggml"),
+        9 => return Err("Q8_1"),
+        16 => return Err("IQ2_XXS"),
+        17 => return Err("IQ2_XS"),
+        18 => return Err("IQ3_XXS"),
+        19 => return Err("IQ1_S"),
+        20 => return Err("IQ4_NL"),
+        21 => return Err("IQ3_S"),
+        22 => return Err("IQ2_S"),
+        23 => return Err("IQ4_XS"),
+        24 => return Err("I8"),
+        25 => return Err("I16"),
+        26 => return Err("I32"),
+        27 => return Err("I64"),
+        28 => return Err("F64"),
+        29 => return Err("IQ1_M"),
+        31..=33 => return Err("Q4_0_4_4/Q4_0_4_8/Q4_0_8_8, repacked"),
+        34 => return Err("TQ1_0"),
+        35 => return Err("TQ2_0"),
+        39 => return Err("MXFP4"),
+        _ => return Err("unknown"),
+    })
 }
 
-impl TensorType {
-    fn from_id(id: u32) -> Result<Self, &'static str> {
-        Ok(match id {
-            0 => Self::F32,
-            1 => Self::F16,
-            2 => Self::Q4_0,
-            3 => Self::Q4_1,
-            6 => Self::Q5_0,
-            7 => Self::Q5_1,
-            8 => Self::Q8_0,
-            10 => Self::Q2K,
-            11 => Self::Q3K,
-            12 => Self::Q4K,
-            13 => Self::Q5K,
-            14 => Self::Q6K,
-            15 => Self::Q8K,
-            30 => Self::BF16,
-            4 | 5 => return Err("Q4_2/Q4_3, removed from ggml"),
-            9 => return Err("Q8_1"),
-            16 => return Err("IQ2_XXS"),
-            17 => return Err("IQ2_XS"),
-            18 => return Err("IQ3_XXS"),
-            19 => return Err("IQ1_S"),
-            20 => return Err("IQ4_NL"),
-            21 => return Err("IQ3_S"),
-            22 => return Err("IQ2_S"),
-            23 => return Err("IQ4_XS"),
-            24 => return Err("I8"),
-            25 => return Err("I16"),
-            26 => return Err("I32"),
-            27 => return Err("I64"),
-            28 => return Err("F64"),
-            29 => return Err("IQ1_M"),
-            31..=33 => return Err("Q4_0_4_4/Q4_0_4_8/Q4_0_8_8, repacked"),
-            34 => return Err("TQ1_0"),
-            35 => return Err("TQ2_0"),
-            39 => return Err("MXFP4"),
-            _ => return Err("unknown"),
-        })
-    }
-
-    /// Elements per block.
-    pub fn block_len(self) -> u64 {
-        match self {
-            Self::F32 | Self::F16 | Self::BF16 => 1,
-            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 => 32,
-            Self::Q2K | Self::Q3K | Self::Q4K | Self::Q5K | Self::Q6K | Self::Q8K => 256,
-        }
-    }
-
-    /// Bytes per block.
-    pub fn block_bytes(self) -> u64 {
-        match self {
-            Self::F32 => 4,
-            Self::F16 | Self::BF16 => 2,
-            Self::Q4_0 => 18,
-            Self::Q4_1 => 20,
-            Self::Q5_0 => 22,
-            Self::Q5_1 => 24,
-            Self::Q8_0 => 34,
-            Self::Q2K => 84,
-            Self::Q3K => 110,
-            Self::Q4K => 144,
-            Self::Q5K => 176,
-            Self::Q6K => 210,
-            Self::Q8K => 292,
-        }
-    }
-
-    /// The name llama.cpp uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "F32",
-            Self::F16 => "F16",
-            Self::BF16 => "BF16",
-            Self::Q4_0 => "Q4_0",
-            Self::Q4_1 => "Q4_1",
-            Self::Q5_0 => "Q5_0",
-            Self::Q5_1 => "Q5_1",
-            Self::Q8_0 => "Q8_0",
-            Self::Q2K => "Q2_K",
-            Self::Q3K => "Q3_K",
-            Self::Q4K => "Q4_K",
-            Self::Q5K => "Q5_K",
-            Self::Q6K => "Q6_K",
-            Self::Q8K => "Q8_K",
-        }
-    }
-}
 
 /// Where one tensor lies and what it holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -337,7 +258,7 @@ pub struct TensorInfo {
     /// Dimensions in ggml order: `dims[0]` is the innermost (contiguous) one.
     pub dims: Vec<u64>,
     /// The storage type.
-    pub ty: TensorType,
+    pub ty: Format,
     /// Offset of the first byte inside the data section.
     pub offset: u64,
     /// Length in bytes.
@@ -440,7 +361,7 @@ impl<'a> Gguf<'a> {
             }
             let type_id = r.u32(&format!("the type of tensor {name}"))?;
             let offset = r.u64(&format!("the offset of tensor {name}"))?;
-            let ty = TensorType::from_id(type_id).map_err(|type_name| GgufError::UnsupportedTensorType {
+            let ty = format_from_id(type_id).map_err(|type_name| GgufError::UnsupportedTensorType {
                 name: name.clone(),
                 type_id,
                 type_name,
@@ -452,7 +373,7 @@ impl<'a> Gguf<'a> {
                 .ok_or_else(|| {
                     GgufError::Invalid(format!("tensor {name} has impossible dimensions {dims:?}"))
                 })?;
-            if dims[0] % ty.block_len() != 0 {
+            if dims[0] % ty.block_len() as u64 != 0 {
                 return Err(GgufError::Invalid(format!(
                     "tensor {name} has rows of {} elements, not a multiple of the {} block of {}",
                     dims[0],
@@ -468,7 +389,7 @@ impl<'a> Gguf<'a> {
             if !names.insert(name.clone()) {
                 return Err(GgufError::Invalid(format!("tensor {name} appears twice")));
             }
-            let n_bytes = n_elements / ty.block_len() * ty.block_bytes();
+            let n_bytes = n_elements / ty.block_len() as u64 * ty.block_bytes() as u64;
             tensors.push(TensorInfo { name, dims, ty, offset, n_bytes });
         }
 

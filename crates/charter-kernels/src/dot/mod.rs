@@ -48,6 +48,44 @@ macro_rules! rows_by_tokens {
     }};
 }
 
+/// The layout of a legacy 32-value block, for the SIMD kernels (one type per format, so
+/// each kernel is compiled for its layout).
+#[cfg_attr(not(any(target_arch = "wasm32", target_arch = "x86_64")), allow(dead_code))]
+pub(crate) trait Legacy {
+    /// Block bytes.
+    const BB: usize;
+    /// Offset of the 16 nibble bytes (or of the 32 signed bytes).
+    const QS: usize;
+    /// Offset of the 32 fifth bits, if any.
+    const QH: Option<usize>;
+    /// Offset of the `f16` minimum, if any.
+    const MIN: Option<usize>;
+    /// What is subtracted from each stored value (`Σ (u − o)·a = Σ u·a − o·Σ a`).
+    const OFFSET: i32;
+    /// Signed bytes (Q8_0) rather than unsigned values.
+    const SIGNED: bool;
+}
+
+macro_rules! legacy {
+    ($name:ident, $bb:expr, $qs:expr, $qh:expr, $min:expr, $off:expr, $signed:expr) => {
+        #[cfg_attr(not(any(target_arch = "wasm32", target_arch = "x86_64")), allow(dead_code))]
+        pub(crate) struct $name;
+        impl Legacy for $name {
+            const BB: usize = $bb;
+            const QS: usize = $qs;
+            const QH: Option<usize> = $qh;
+            const MIN: Option<usize> = $min;
+            const OFFSET: i32 = $off;
+            const SIGNED: bool = $signed;
+        }
+    };
+}
+legacy!(Q40, 18, 2, None, None, 8, false);
+legacy!(Q41, 20, 4, None, Some(2), 0, false);
+legacy!(Q50, 22, 6, Some(2), None, 16, false);
+legacy!(Q51, 24, 8, Some(4), Some(2), 0, false);
+legacy!(Q80, 34, 2, None, None, 0, true);
+
 pub mod scalar;
 #[cfg(target_arch = "wasm32")]
 mod wasm;

@@ -4,40 +4,12 @@
 
 use std::arch::x86_64::*;
 
-use super::Matrix;
+use super::{Legacy, Matrix, Q40, Q41, Q50, Q51, Q80};
 use super::scalar::{self, LANES};
 use crate::format::Format;
 use crate::half::{F16_RESCALE, read_f16_finite};
 use crate::q8::{Q8Row, Q8Rows};
 
-/// The layout of a legacy 32-value block (see the wasm kernels for the fields).
-trait Legacy {
-    const BB: usize;
-    const QS: usize;
-    const QH: Option<usize>;
-    const MIN: Option<usize>;
-    const OFFSET: i32;
-    const SIGNED: bool;
-}
-
-macro_rules! legacy {
-    ($name:ident, $bb:expr, $qs:expr, $qh:expr, $min:expr, $off:expr, $signed:expr) => {
-        struct $name;
-        impl Legacy for $name {
-            const BB: usize = $bb;
-            const QS: usize = $qs;
-            const QH: Option<usize> = $qh;
-            const MIN: Option<usize> = $min;
-            const OFFSET: i32 = $off;
-            const SIGNED: bool = $signed;
-        }
-    };
-}
-legacy!(Q40, 18, 2, None, None, 8, false);
-legacy!(Q41, 20, 4, None, Some(2), 0, false);
-legacy!(Q50, 22, 6, Some(2), None, 16, false);
-legacy!(Q51, 24, 8, Some(4), Some(2), 0, false);
-legacy!(Q80, 34, 2, None, None, 0, true);
 
 /// `Σ u·a` of 32 unsigned weights (`< 128`) and 32 signed activations, as `i32x8`.
 #[inline(always)]
