@@ -48,6 +48,65 @@ macro_rules! rows_by_tokens {
     }};
 }
 
+/// Applies a legacy-format product to a matrix four rows at a time: `tile` computes a
+/// four-row tile for `T` activation rows from `t0` (the tile's bytes at `p`) and
+/// returns one vector of the four rows' results per token, which `store` writes to the
+/// four `f32`s at `ptr`; the tokens go four at a time and then what is left. Rows after
+/// the last whole tile go through `row`, one row and one activation row at a time.
+macro_rules! legacy_by_tiles {
+    (
+        $w:expr, $x:expr, $out:expr,
+        tile: |$p:ident, $t0:ident, $T:ident| $tile:expr,
+        store: |$ptr:ident, $v:ident| $store:expr,
+        row: |$row:ident, $a:ident| $one:expr $(,)?
+    ) => {{
+        let (w, x, out): (&Matrix<'_>, &Q8Rows, &mut [f32]) = ($w, $x, $out);
+        let rows = w.rows();
+        let tiles = rows / 4;
+        for tile in 0..tiles {
+            let $p = w.tile_start(4 * tile);
+            let mut put = |t0: usize, vs: &[_]| {
+                for (i, &$v) in vs.iter().enumerate() {
+                    let $ptr = out[(t0 + i) * rows + 4 * tile..][..4].as_mut_ptr();
+                    // SAFETY: `ptr` points at four f32s.
+                    unsafe { $store };
+                }
+            };
+            // SAFETY (each call): rows 4·tile..4·tile+4 exist, laid out as the matrix's
+            // tile strides say, and so do the activation rows asked for.
+            let mut $t0 = 0;
+            while $t0 + 4 <= x.n() {
+                const $T: usize = 4;
+                put($t0, &unsafe { $tile });
+                $t0 += 4;
+            }
+            match x.n() - $t0 {
+                3 => {
+                    const $T: usize = 3;
+                    put($t0, &unsafe { $tile })
+                }
+                2 => {
+                    const $T: usize = 2;
+                    put($t0, &unsafe { $tile })
+                }
+                1 => {
+                    const $T: usize = 1;
+                    put($t0, &unsafe { $tile })
+                }
+                _ => {}
+            }
+        }
+        for r in 4 * tiles..rows {
+            let $row = w.row(r);
+            for t in 0..x.n() {
+                let $a = x.row(t);
+                // SAFETY: row `r` is whole, and the activation row matches it.
+                out[t * rows + r] = unsafe { $one };
+            }
+        }
+    }};
+}
+
 /// The layout of a legacy 32-value block, for the SIMD kernels (one type per format, so
 /// each kernel is compiled for its layout).
 #[cfg_attr(not(any(target_arch = "wasm32", target_arch = "x86_64")), allow(dead_code))]

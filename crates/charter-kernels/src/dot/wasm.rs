@@ -304,39 +304,14 @@ unsafe fn legacy_row<D: Dot, L: Legacy>(row: &[u8], a: &Q8Row<'_>, symmetric: bo
 
 #[inline(always)]
 fn legacy<D: Dot, L: Legacy>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
-    let (rows, nb) = (w.rows(), w.cols() / 32);
+    let nb = w.cols() / 32;
     let symmetric = w.is_symmetric_q8();
     let strides = w.tile_strides();
-    let tiles = rows / 4;
-    for tile in 0..tiles {
-        let p = w.tile_start(4 * tile);
-        let mut store = |t0: usize, v: &[v128]| {
-            for (i, v) in v.iter().enumerate() {
-                let o = &mut out[(t0 + i) * rows + 4 * tile..][..4];
-                // SAFETY: `o` has four f32s.
-                unsafe { v128_store(o.as_mut_ptr().cast::<v128>(), *v) };
-            }
-        };
-        // SAFETY (each call): rows 4·tile..4·tile+4 exist, laid out as `strides` say, and
-        // so do the activation rows asked for.
-        let mut t0 = 0;
-        while t0 + 4 <= x.n() {
-            store(t0, &unsafe { legacy_tile::<D, L, 4>(p, strides, nb, x, t0, symmetric) });
-            t0 += 4;
-        }
-        match x.n() - t0 {
-            3 => store(t0, &unsafe { legacy_tile::<D, L, 3>(p, strides, nb, x, t0, symmetric) }),
-            2 => store(t0, &unsafe { legacy_tile::<D, L, 2>(p, strides, nb, x, t0, symmetric) }),
-            1 => store(t0, &unsafe { legacy_tile::<D, L, 1>(p, strides, nb, x, t0, symmetric) }),
-            _ => {}
-        }
-    }
-    for r in 4 * tiles..rows {
-        for t in 0..x.n() {
-            // SAFETY: row `r` is whole.
-            out[t * rows + r] = unsafe { legacy_row::<D, L>(w.row(r), &x.row(t), symmetric) };
-        }
-    }
+    legacy_by_tiles!(w, x, out,
+        tile: |p, t0, T| legacy_tile::<D, L, T>(p, strides, nb, x, t0, symmetric),
+        store: |ptr, v| v128_store(ptr.cast::<v128>(), v),
+        row: |row, a| legacy_row::<D, L>(row, &a, symmetric),
+    );
 }
 
 /// One Q4_K or Q5_K row times `T` activation rows: each 64-value chunk is unpacked

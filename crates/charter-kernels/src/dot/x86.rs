@@ -167,37 +167,13 @@ unsafe fn legacy_row<L: Legacy>(row: &[u8], a: &Q8Row<'_>) -> f32 {
 
 #[target_feature(enable = "avx2,sse4.1")]
 unsafe fn legacy<L: Legacy>(w: &Matrix<'_>, x: &Q8Rows, out: &mut [f32]) {
-    let (rows, nb) = (w.rows(), w.cols() / 32);
+    let nb = w.cols() / 32;
     let strides = w.tile_strides();
-    let tiles = rows / 4;
-    for tile in 0..tiles {
-        let p = w.tile_start(4 * tile);
-        let mut store = |t0: usize, v: &[__m128]| {
-            for (i, v) in v.iter().enumerate() {
-                // SAFETY: the output has four f32s at this row and token.
-                unsafe { _mm_storeu_ps(out.as_mut_ptr().add((t0 + i) * rows + 4 * tile), *v) };
-            }
-        };
-        // SAFETY (each call): rows 4·tile..4·tile+4 exist, laid out as `strides` say, and
-        // so do the activation rows asked for.
-        let mut t0 = 0;
-        while t0 + 4 <= x.n() {
-            store(t0, &unsafe { legacy_tile::<L, 4>(p, strides, nb, x, t0) });
-            t0 += 4;
-        }
-        match x.n() - t0 {
-            3 => store(t0, &unsafe { legacy_tile::<L, 3>(p, strides, nb, x, t0) }),
-            2 => store(t0, &unsafe { legacy_tile::<L, 2>(p, strides, nb, x, t0) }),
-            1 => store(t0, &unsafe { legacy_tile::<L, 1>(p, strides, nb, x, t0) }),
-            _ => {}
-        }
-    }
-    for r in 4 * tiles..rows {
-        for t in 0..x.n() {
-            // SAFETY: row `r` is whole.
-            out[t * rows + r] = unsafe { legacy_row::<L>(w.row(r), &x.row(t)) };
-        }
-    }
+    legacy_by_tiles!(w, x, out,
+        tile: |p, t0, T| legacy_tile::<L, T>(p, strides, nb, x, t0),
+        store: |ptr, v| _mm_storeu_ps(ptr, v),
+        row: |row, a| legacy_row::<L>(row, &a),
+    );
 }
 
 /// `Σ w_k · sums[k]` over a block's 16 activation sums, with the 16-bit weights in one
