@@ -13,7 +13,10 @@ mod unit;
 mod manifest;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../constitution");
+    // The package folder of this run, not of the build that compiled this script: cargo
+    // reuses builds across checkouts that share a target folder.
+    let package = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from);
+    let root = package.join("../../constitution");
     println!("cargo::rerun-if-changed={}", root.display());
     let manifest_path = root.join("manifest.toml");
     let manifest_text = std::fs::read_to_string(&manifest_path)

@@ -1,6 +1,6 @@
 //! The `charter` binary as a user runs it: real models, real files, broken files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -156,7 +156,10 @@ fn forged_turn_markers_stay_text() {
 
 #[test]
 fn tokenize_matches_the_reference() {
-    let oracle = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oracle/tokenize_smollm2.jsonl");
+    // The checkout of this run (cargo test sets the variable), not the one a reused build
+    // was compiled in.
+    let oracle = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+        .join("../../tests/oracle/tokenize_smollm2.jsonl");
     let out = charter(&["tokenize", "--model", smollm2().to_str().unwrap(), "--jsonl", oracle.to_str().unwrap()]);
     assert!(out.status.success());
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -28,8 +28,8 @@ fn pairs(v: &serde_json::Value) -> Vec<(usize, f32)> {
 
 /// Per row id: for every step, x86-64 llama.cpp's ten best `(id, logit)` and its margin.
 fn x86_steps() -> HashMap<String, Vec<(Vec<(usize, f32)>, f32)>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/reference/llamacpp_x86_steps.jsonl");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let path = common::checkout().join("tests/reference/llamacpp_x86_steps.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     text.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -41,8 +41,8 @@ fn x86_steps() -> HashMap<String, Vec<(Vec<(usize, f32)>, f32)>> {
 
 /// Per row id: x86-64 llama.cpp's first-step logits after reading the prompt alone.
 fn x86_first() -> HashMap<String, Vec<(usize, f32)>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/reference/llamacpp_x86_first_logits.jsonl");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let path = common::checkout().join("tests/reference/llamacpp_x86_first_logits.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     text.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();

@@ -59,8 +59,12 @@ fn port(args: &[String]) -> anyhow::Result<u16> {
     }
 }
 
+/// The checkout xtask runs in. Read from `cargo run`'s environment, not baked in at
+/// compile time: cargo reuses a build from a target folder shared by several checkouts
+/// (CI's persistent one), and a baked-in path would then point at another checkout.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| ".".into())
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.join("../..").canonicalize().unwrap_or_else(|_| ".".into())
 }
 
 fn cargo() -> Command {

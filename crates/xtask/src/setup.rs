@@ -113,12 +113,21 @@ pub fn npm_in(folder: &str) -> anyhow::Result<()> {
 /// llama-cpp-python's version for the bench's native reference.
 pub const LLAMA_CPP_PYTHON: &str = "0.3.36";
 
+/// Compiler flags for the bench's llama.cpp beyond `-march=native`. On x86-64, without
+/// AMX: ggml's AMX matrix kernels crash (SIGSEGV in `ggml_backend_amx_mul_mat`) on
+/// machines whose processor has AMX but whose kernel or hypervisor does not hand its tile
+/// state to the process; the reference is llama.cpp's AVX2/AVX-512 path, the one users'
+/// machines take. GCC lets an explicit `-mno-…` win over `-march=native` in any order.
+const LLAMA_CPP_CFLAGS: &str = if cfg!(target_arch = "x86_64") { "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" } else { "" };
+
 /// A Python with llama-cpp-python, for the bench only (never the tests): a virtual
 /// environment under the cache folder, made when missing. pip builds llama.cpp from
-/// source for this processor, which takes about ten minutes on two cores.
+/// source for this processor, which takes about ten minutes on two cores. The folder is
+/// named for the version and the build flags, so a change of either builds afresh.
 pub fn bench_python() -> anyhow::Result<std::path::PathBuf> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
-    let venv = home.join(".cache/charter/bench-venv");
+    let flavour = if LLAMA_CPP_CFLAGS.is_empty() { "native" } else { "native-noamx" };
+    let venv = home.join(format!(".cache/charter/bench-venv-{LLAMA_CPP_PYTHON}-{flavour}"));
     let python = venv.join("bin/python");
     let has = |python: &Path| {
         Command::new(python)
@@ -134,8 +143,11 @@ pub fn bench_python() -> anyhow::Result<std::path::PathBuf> {
     c.args(["-m", "venv"]).arg(&venv);
     run(c).context("making the bench's Python environment")?;
     let mut c = Command::new(&python);
-    c.args(["-m", "pip", "install", "--quiet", &format!("llama-cpp-python=={LLAMA_CPP_PYTHON}"), "numpy"])
-        .env("CMAKE_ARGS", "-DGGML_NATIVE=ON");
+    // No wheel cache: a wheel pip built earlier may have been built with other flags.
+    c.args(["-m", "pip", "install", "--quiet", "--no-cache-dir", &format!("llama-cpp-python=={LLAMA_CPP_PYTHON}"), "numpy"])
+        .env("CMAKE_ARGS", "-DGGML_NATIVE=ON")
+        .env("CFLAGS", LLAMA_CPP_CFLAGS)
+        .env("CXXFLAGS", LLAMA_CPP_CFLAGS);
     run(c).context("installing llama-cpp-python")?;
     if !has(&python) {
         bail!("llama-cpp-python {LLAMA_CPP_PYTHON} did not install into {}", venv.display());

@@ -22,11 +22,18 @@ pub fn model_bytes(file: &str) -> Vec<u8> {
     })
 }
 
+/// The root of the checkout under test: from `cargo test`'s environment, not baked in
+/// at compile time, since cargo reuses test builds across checkouts that share a target
+/// folder.
+pub fn checkout() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// The reference data from llama.cpp, beside the checkout.
 pub fn oracle_rows(file: &str) -> Vec<serde_json::Value> {
     let dir = std::env::var_os("CHARTER_ORACLE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/oracle"));
+        .unwrap_or_else(|| checkout().join("tests/oracle"));
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {} ({e})", path.display()));
     text.lines().map(|l| serde_json::from_str(l).expect("oracle row is JSON")).collect()
