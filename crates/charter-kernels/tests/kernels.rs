@@ -166,7 +166,7 @@ fn every_format_on_awkward_shapes() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for format in Format::ALL {
         for cols in widths(format) {
-            for (rows, n) in [(1, 1), (7, 3), (13, 17), (4, 1)] {
+            for (rows, n) in [(1, 1), (7, 3), (13, 17), (4, 1), (8, 7), (5, 14)] {
                 check(format, rows, cols, n, &mut rng, false);
                 if format == Format::Q8_0 {
                     check(format, rows, cols, n, &mut rng, true);

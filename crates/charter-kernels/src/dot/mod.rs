@@ -75,12 +75,32 @@ macro_rules! legacy_by_tiles {
             // SAFETY (each call): rows 4·tile..4·tile+4 exist, laid out as the matrix's
             // tile strides say, and so do the activation rows asked for.
             let mut $t0 = 0;
-            while $t0 + 4 <= x.n() {
-                const $T: usize = 4;
+            while $t0 + 8 <= x.n() {
+                const $T: usize = 8;
                 put($t0, &unsafe { $tile });
-                $t0 += 4;
+                $t0 += 8;
             }
             match x.n() - $t0 {
+                n @ 4.. => {
+                    const $T: usize = 4;
+                    put($t0, &unsafe { $tile });
+                    $t0 += 4;
+                    match n - 4 {
+                        3 => {
+                            const $T: usize = 3;
+                            put($t0, &unsafe { $tile })
+                        }
+                        2 => {
+                            const $T: usize = 2;
+                            put($t0, &unsafe { $tile })
+                        }
+                        1 => {
+                            const $T: usize = 1;
+                            put($t0, &unsafe { $tile })
+                        }
+                        _ => {}
+                    }
+                }
                 3 => {
                     const $T: usize = 3;
                     put($t0, &unsafe { $tile })
