@@ -20,16 +20,19 @@ fn main() {
         for p in 0..len {
             cache.write(p, &row, &row);
         }
-        let q: Vec<f32> = (0..heads * hd).map(|i| (i % 7) as f32 / 7.0).collect();
-        let mut out = vec![0f32; q.len()];
         let shape = Attention { n_heads: heads, n_kv_heads: kv, head_dim: hd, scale: 0.125, window: None, softcap: None };
         let mut scratch = attention::Scratch::default();
-        let reps = 300;
-        let t = Instant::now();
-        for _ in 0..reps {
-            attention::attend(&shape, &q, &cache, len - 1, &mut out, &mut scratch);
+        // One query (a decode step), then a prefill chunk of 64 queries.
+        for n in [1usize, 64] {
+            let q: Vec<f32> = (0..n * heads * hd).map(|i| (i % 7) as f32 / 7.0).collect();
+            let mut out = vec![0f32; q.len()];
+            let reps = 300 / n + 2;
+            let t = Instant::now();
+            for _ in 0..reps {
+                attention::attend(&shape, &q, &cache, len - n, &mut out, &mut scratch);
+            }
+            println!("attention {heads}/{kv}x{hd}, {n} queries up to {len}: {:.3} ms", t.elapsed().as_secs_f64() / reps as f64 * 1e3);
         }
-        println!("attention {heads}/{kv}x{hd} over {len}: {:.3} ms", t.elapsed().as_secs_f64() / reps as f64 * 1e3);
     }
     for (format, rows, cols) in [
         (Format::Q4_1, 1536, 576),

@@ -46,6 +46,8 @@ pub struct Attention {
 pub struct Scratch {
     scores: Vec<f32>,
     key: Vec<f32>,
+    /// A tile's values, converted to `f32` once: `(span, head_dim)`.
+    values: Vec<f32>,
 }
 
 /// Largest finite half: values beyond it are clamped on the way into the cache rather
@@ -165,6 +167,7 @@ pub fn attend(p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &mut
     // Room for a whole tile over the whole cache, once: later calls never grow it.
     let most = TILE * group * cache.capacity;
     scratch.scores.reserve(most.saturating_sub(scratch.scores.len()));
+    scratch.values.reserve((cache.capacity * hd).saturating_sub(scratch.values.len()));
     scratch.key.resize(hd, 0.0);
     out.fill(0.0);
     for kh in 0..p.n_kv_heads {
@@ -202,24 +205,46 @@ pub fn attend(p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &mut
                     ops::softmax(&mut scratch.scores[(i * group + g) * span + from..(i * group + g) * span + to]);
                 }
             }
-            // Values: each once, added into every query of the tile that sees it.
-            for pos in lo..hi {
-                KvCache::row(&cache.v, base + pos * hd, &mut scratch.key);
-                for i in 0..tile {
-                    let qpos = start + tile_start + i;
-                    if pos > qpos || pos < visible_from(qpos) {
-                        continue;
-                    }
-                    for g in 0..group {
-                        let h = kh * group + g;
-                        let w = scratch.scores[(i * group + g) * span + (pos - lo)];
-                        let o = &mut out[(tile_start + i) * width + h * hd..][..hd];
-                        for (o, &v) in o.iter_mut().zip(&scratch.key) {
-                            *o += w * v;
-                        }
-                    }
+            // Values: the span's converted once, then summed into each query row a
+            // run of dimensions at a time, in registers (the same order as adding them
+            // one position at a time).
+            scratch.values.resize(span * hd, 0.0);
+            for (pos, row) in (lo..hi).zip(scratch.values.chunks_exact_mut(hd)) {
+                KvCache::row(&cache.v, base + pos * hd, row);
+            }
+            for i in 0..tile {
+                let qpos = start + tile_start + i;
+                let (from, to) = (visible_from(qpos) - lo, qpos + 1 - lo);
+                for g in 0..group {
+                    let h = kh * group + g;
+                    let w = &scratch.scores[(i * group + g) * span + from..(i * group + g) * span + to];
+                    let o = &mut out[(tile_start + i) * width + h * hd..][..hd];
+                    weighted_sum(w, &scratch.values[from * hd..to * hd], o);
                 }
             }
         }
+    }
+}
+
+/// `out = Σ_p w[p] · values[p]` over rows of `out.len()` values, adding position after
+/// position from zero; sixteen dimensions at a time stay in registers across all the
+/// positions.
+fn weighted_sum(w: &[f32], values: &[f32], out: &mut [f32]) {
+    const RUN: usize = 16;
+    let hd = out.len();
+    let (runs, tail) = out.as_chunks_mut::<RUN>();
+    for (c, o) in runs.iter_mut().enumerate() {
+        let mut acc = [0f32; RUN];
+        for (&wp, row) in w.iter().zip(values.chunks_exact(hd)) {
+            let v: &[f32; RUN] = row[c * RUN..][..RUN].try_into().expect("a run of the row");
+            for j in 0..RUN {
+                acc[j] += wp * v[j];
+            }
+        }
+        *o = acc;
+    }
+    let done = hd - tail.len();
+    for (j, o) in tail.iter_mut().enumerate() {
+        *o = w.iter().zip(values.chunks_exact(hd)).fold(0.0, |a, (&wp, row)| a + wp * row[done + j]);
     }
 }
