@@ -15,13 +15,15 @@
 // (the release CLI), CHARTER_BENCH_PYTHON (a Python with llama-cpp-python),
 // CHARTER_BENCH_MODELS (JSON: [{ "path", "plan", "system" }], `plan` a file from
 // `charter bench --print-plan`), CHARTER_BENCH_ROUNDS (default 2), CHARTER_BENCH_OUT
-// (JSON path), CHARTER_BENCH_ENGINES (browser engines to run).
+// (JSON path), CHARTER_BENCH_ENGINES (browser engines to run). A run of every engine
+// also rewrites the README's bench table (readme.mjs).
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { writeReadme } from './readme.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const dist = process.env.CHARTER_DIST || path.join(here, '../../dist');
@@ -159,5 +161,11 @@ for (const m of models) {
 }
 server.close();
 fs.rmSync(profile, { recursive: true, force: true });
-fs.writeFileSync(out, JSON.stringify({ threads: 1, rounds, turns: TURNS, max_tokens: MAX_TOKENS, models: report }, null, 2));
+const results = { threads: 1, rounds, turns: TURNS, max_tokens: MAX_TOKENS, models: report };
+fs.writeFileSync(out, JSON.stringify(results, null, 2));
 console.log(`\nJSON: ${out}`);
+// The README shows the latest full run (every engine); a partial one leaves it alone.
+if (BROWSER.length === 3) {
+  writeReadme(results);
+  console.log('README.md: bench table updated');
+}
