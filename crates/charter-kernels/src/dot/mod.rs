@@ -80,27 +80,12 @@ macro_rules! legacy_by_tiles {
                 put($t0, &unsafe { $tile });
                 $t0 += 8;
             }
+            if x.n() - $t0 >= 4 {
+                const $T: usize = 4;
+                put($t0, &unsafe { $tile });
+                $t0 += 4;
+            }
             match x.n() - $t0 {
-                n @ 4.. => {
-                    const $T: usize = 4;
-                    put($t0, &unsafe { $tile });
-                    $t0 += 4;
-                    match n - 4 {
-                        3 => {
-                            const $T: usize = 3;
-                            put($t0, &unsafe { $tile })
-                        }
-                        2 => {
-                            const $T: usize = 2;
-                            put($t0, &unsafe { $tile })
-                        }
-                        1 => {
-                            const $T: usize = 1;
-                            put($t0, &unsafe { $tile })
-                        }
-                        _ => {}
-                    }
-                }
                 3 => {
                     const $T: usize = 3;
                     put($t0, &unsafe { $tile })
