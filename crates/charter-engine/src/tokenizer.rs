@@ -1,15 +1,16 @@
-//! The tokenizer a GGUF file carries, rebuilt as a `tokenizers::Tokenizer`.
+//! The tokenizer a GGUF file carries, rebuilt from its metadata.
 //!
 //! A GGUF file holds its vocabulary under `tokenizer.ggml.*`, so Charter needs no
 //! separate `tokenizer.json`. Two families exist, and both are built to match
 //! llama.cpp token for token:
 //!
 //! * `gpt2`: byte-level BPE with explicit merges and a pre-tokenizer regex chosen by
-//!   `tokenizer.ggml.pre` (SmolLM2, Llama 3, Qwen).
+//!   `tokenizer.ggml.pre` (SmolLM2, Llama 3, Qwen), built as a `tokenizers::Tokenizer`.
 //! * `llama`: SentencePiece-style vocabulary with scores and byte fallback (Gemma,
 //!   Llama 2). llama.cpp merges the adjacent pair whose concatenation is the
-//!   highest-scoring vocabulary entry; a BPE whose merge list holds every split of every
-//!   normal token, ranked by that token's score, makes the same choices.
+//!   highest-scoring vocabulary entry; `spm.rs` does the same over the vocabulary table
+//!   itself (a `tokenizers` BPE needs every split of every token as a merge: about 70 MB
+//!   for Gemma's 262k tokens).
 //!
 //! Token kinds follow llama.cpp. `USER_DEFINED` tokens (Gemma's newline and space runs,
 //! HTML tags) are split out of any text. `CONTROL` tokens (turn markers, BOS, EOS)
@@ -19,13 +20,14 @@
 use std::collections::HashMap;
 
 use tokenizers::models::bpe::{BPE, Vocab};
-use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior};
 
 use crate::gguf::{Gguf, Value};
+
+mod spm;
 
 /// Why a GGUF file's tokenizer cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -81,9 +83,17 @@ pub enum VocabFamily {
     SentencePiece,
 }
 
+/// What turns plain text into ids.
+enum Inner {
+    /// Byte-level BPE, by the `tokenizers` library.
+    Bpe(Box<tokenizers::Tokenizer>),
+    /// SentencePiece merging, Charter's own (see `spm.rs`).
+    Spm(spm::Spm),
+}
+
 /// A model's tokenizer and vocabulary table.
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: Inner,
     family: VocabFamily,
     texts: Vec<String>,
     kinds: Vec<TokenKind>,
@@ -151,7 +161,7 @@ impl Tokenizer {
         let (family, inner, add_bos_default) = match model {
             "gpt2" => {
                 let pre = gguf.opt_str("tokenizer.ggml.pre").map_err(meta)?.unwrap_or("default");
-                (VocabFamily::ByteLevelBpe, byte_level_bpe(gguf, &texts, pre)?, false)
+                (VocabFamily::ByteLevelBpe, Inner::Bpe(Box::new(byte_level_bpe(gguf, &texts, pre)?)), false)
             }
             "llama" => {
                 let scores = match gguf.get("tokenizer.ggml.scores") {
@@ -166,11 +176,7 @@ impl Tokenizer {
                 }
                 let add_space_prefix =
                     gguf.opt_bool("tokenizer.ggml.add_space_prefix").map_err(meta)?.unwrap_or(true);
-                (
-                    VocabFamily::SentencePiece,
-                    sentencepiece(&texts, &kinds, &scores, add_space_prefix)?,
-                    true,
-                )
+                (VocabFamily::SentencePiece, Inner::Spm(spm::Spm::new(&texts, &kinds, scores, add_space_prefix)), true)
             }
             other => {
                 return Err(TokenizerError::Unsupported(format!(
@@ -214,7 +220,9 @@ impl Tokenizer {
     fn add_user_defined(&mut self) -> Result<(), TokenizerError> {
         // Added before any special handling so that they are split out of every text, as
         // llama.cpp does whatever the special-parsing flag says. They match the raw text,
-        // before the space-to-`▁` normalization.
+        // before the space-to-`▁` normalization. (The SentencePiece path splits them out
+        // itself.)
+        let Inner::Bpe(inner) = &mut self.inner else { return Ok(()) };
         let user_defined: Vec<AddedToken> = self
             .texts
             .iter()
@@ -223,7 +231,7 @@ impl Tokenizer {
             .map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false))
             .collect();
         if !user_defined.is_empty() {
-            self.inner.add_tokens(user_defined).map_err(|e| TokenizerError::Library(e.to_string()))?;
+            inner.add_tokens(user_defined).map_err(|e| TokenizerError::Library(e.to_string()))?;
         }
         Ok(())
     }
@@ -293,8 +301,17 @@ impl Tokenizer {
         if text.is_empty() {
             return Ok(Vec::new());
         }
-        let encoding = self.inner.encode(text, false).map_err(|e| TokenizerError::Library(e.to_string()))?;
-        Ok(encoding.get_ids().to_vec())
+        match &self.inner {
+            Inner::Bpe(inner) => {
+                let encoding = inner.encode(text, false).map_err(|e| TokenizerError::Library(e.to_string()))?;
+                Ok(encoding.get_ids().to_vec())
+            }
+            Inner::Spm(spm) => {
+                let mut ids = Vec::new();
+                spm.encode(&self.texts, &self.kinds, text, &mut ids);
+                Ok(ids)
+            }
+        }
     }
 
     /// Decodes ids to text. Control tokens are rendered as their text only when
@@ -419,55 +436,6 @@ fn byte_level_bpe(gguf: &Gguf<'_>, texts: &[String], pre: &str) -> Result<tokeni
     let mut tokenizer = tokenizers::Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(PreTokenizerSequence::new(steps)));
     Ok(tokenizer)
-}
-
-fn sentencepiece(
-    texts: &[String],
-    kinds: &[TokenKind],
-    scores: &[f32],
-    add_space_prefix: bool,
-) -> Result<tokenizers::Tokenizer, TokenizerError> {
-    let vocab = vocab_map(texts);
-    // Every way to write a normal token as two vocabulary entries is a merge; the
-    // token's score ranks it, so the highest-scoring concatenation merges first.
-    let mut candidates: Vec<(f32, u32, usize, &str, &str)> = Vec::new();
-    for (id, text) in texts.iter().enumerate() {
-        if kinds[id] != TokenKind::Normal || vocab.get(text) != Some(&(id as u32)) {
-            continue;
-        }
-        for (split, _) in text.char_indices().skip(1) {
-            let (a, b) = text.split_at(split);
-            if is_mergeable(&vocab, kinds, a) && is_mergeable(&vocab, kinds, b) {
-                candidates.push((scores[id], id as u32, split, a, b));
-            }
-        }
-    }
-    candidates.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
-    let merges = candidates.into_iter().map(|(_, _, _, a, b)| (a.to_owned(), b.to_owned())).collect();
-    let unk = texts
-        .iter()
-        .zip(kinds)
-        .find(|(_, k)| **k == TokenKind::Unknown)
-        .map(|(t, _)| t.clone());
-    let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true);
-    if let Some(unk) = unk {
-        builder = builder.unk_token(unk);
-    }
-    let bpe = builder.build().map_err(|e| TokenizerError::Library(e.to_string()))?;
-    let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
-    if add_space_prefix {
-        normalizers.push(Prepend::new("▁".into()).into());
-    }
-    normalizers.push(Replace::new(" ", "▁").map_err(|e| TokenizerError::Library(e.to_string()))?.into());
-    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
-    tokenizer
-        .with_normalizer(Some(NormalizerSequence::new(normalizers)))
-        .map_err(|e| TokenizerError::Library(e.to_string()))?;
-    Ok(tokenizer)
-}
-
-fn is_mergeable(vocab: &Vocab, kinds: &[TokenKind], piece: &str) -> bool {
-    vocab.get(piece).is_some_and(|&id| kinds[id as usize] == TokenKind::Normal)
 }
 
 /// Text to id; where a text repeats, its first id wins, as in llama.cpp.
