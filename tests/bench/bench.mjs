@@ -15,8 +15,9 @@
 // (the release CLI), CHARTER_BENCH_PYTHON (a Python with llama-cpp-python),
 // CHARTER_BENCH_MODELS (JSON: [{ "path", "plan", "system" }], `plan` a file from
 // `charter bench --print-plan`), CHARTER_BENCH_ROUNDS (default 2), CHARTER_BENCH_OUT
-// (JSON path), CHARTER_BENCH_ENGINES (browser engines to run). A run of every engine
-// also rewrites the README's bench table (readme.mjs).
+// (JSON path), CHARTER_BENCH_ENGINES (browser engines to run), CHARTER_BENCH_README
+// (set by xtask for a run over the test models). Such a run of every engine also
+// rewrites the README's bench table (readme.mjs).
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -164,8 +165,9 @@ fs.rmSync(profile, { recursive: true, force: true });
 const results = { threads: 1, rounds, turns: TURNS, max_tokens: MAX_TOKENS, models: report };
 fs.writeFileSync(out, JSON.stringify(results, null, 2));
 console.log(`\nJSON: ${out}`);
-// The README shows the latest full run (every engine); a partial one leaves it alone.
-if (BROWSER.length === 3) {
+// The README shows the latest full run (every engine, the test models); a partial
+// one leaves it alone.
+if (BROWSER.length === 3 && process.env.CHARTER_BENCH_README === '1') {
   writeReadme(results);
   console.log('README.md: bench table updated');
 }

@@ -218,6 +218,8 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     build.args(["build", "--release", "--package", "charter-cli", "--bin", "charter"]);
     run(build)?;
     let bin = target_dir().join("release/charter");
+    // The README's table is the run over the test models, never a chosen one's.
+    let readme = chosen.is_none();
     let paths: Vec<PathBuf> = match chosen {
         Some(paths) => paths.into_iter().map(PathBuf::from).collect(),
         None => fetch_models()?.into_iter().map(|(_, p)| p).collect(),
@@ -249,6 +251,9 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
         .env("CHARTER_BENCH_PYTHON", &python)
         .env("CHARTER_BENCH_MODELS", serde_json::Value::Array(models).to_string())
         .env("CHARTER_BENCH_ROUNDS", rounds);
+    if readme {
+        c.env("CHARTER_BENCH_README", "1");
+    }
     run(c)
 }
 
