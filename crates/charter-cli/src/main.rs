@@ -27,7 +27,8 @@ struct ModelArgs {
     #[arg(long)]
     context: Option<usize>,
     /// What runs the model: Charter's CPU kernels (`cpu`, the default), on one
-    /// instruction set (`scalar`, `avx2`), or the candle reference backend (`candle`).
+    /// instruction set (`scalar`, `avx2`), Charter's WGSL kernels on the first GPU
+    /// adapter (`gpu`), or the candle reference backend (`candle`).
     #[arg(long, default_value = "cpu", value_parser = parse_backend)]
     backend: BackendChoice,
 }
@@ -36,9 +37,10 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
     Ok(match s {
         "cpu" => BackendChoice::Cpu,
         "candle" => BackendChoice::Candle,
+        "gpu" => BackendChoice::Gpu,
         "scalar" => BackendChoice::CpuOn(Isa::Scalar),
         "avx2" => BackendChoice::CpuOn(Isa::Avx2),
-        other => return Err(format!("{other:?} is not a backend (cpu, scalar, avx2 or candle)")),
+        other => return Err(format!("{other:?} is not a backend (cpu, scalar, avx2, gpu or candle)")),
     })
 }
 

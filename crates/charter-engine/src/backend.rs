@@ -22,6 +22,10 @@ pub enum BackendError {
     #[cfg(feature = "candle")]
     #[error("candle backend: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The GPU backend's device failed or cannot run the model.
+    #[cfg(feature = "gpu")]
+    #[error(transparent)]
+    Gpu(#[from] charter_gpu::GpuError),
     /// Shapes that do not fit together; a bug or a malformed model.
     #[error("shape mismatch: {0}")]
     Shape(String),

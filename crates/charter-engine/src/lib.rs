@@ -13,7 +13,8 @@
 //! * [`decoder`] runs the transformer over a [`backend::Backend`], with a preallocated
 //!   KV cache; [`cpu`] is Charter's CPU backend (on `charter-kernels`), [`candle`] the
 //!   reference backend on candle (feature `candle`, on by default; the browser worker
-//!   builds without it);
+//!   builds without it), [`gpu`] the WGSL backend on `charter-gpu` (feature `gpu`,
+//!   native for now);
 //! * [`model`] puts them together: [`Model::load`].
 
 pub mod architecture;
@@ -23,6 +24,8 @@ pub mod candle;
 pub mod cpu;
 pub mod decoder;
 pub mod gguf;
+#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+pub mod gpu;
 pub mod model;
 pub mod tokenizer;
 

@@ -29,6 +29,9 @@ pub enum BackendChoice {
     /// The candle reference backend.
     #[cfg(feature = "candle")]
     Candle,
+    /// Charter's WGSL kernels on the platform's first GPU adapter.
+    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+    Gpu,
 }
 
 /// A loaded decoder on whichever backend was chosen.
@@ -39,6 +42,9 @@ pub enum ModelDecoder {
     /// On candle.
     #[cfg(feature = "candle")]
     Candle(Decoder<CandleBackend>),
+    /// On the GPU.
+    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+    Gpu(Decoder<crate::gpu::GpuBackend>),
 }
 
 macro_rules! each {
@@ -47,6 +53,8 @@ macro_rules! each {
             ModelDecoder::Cpu($d) => $e,
             #[cfg(feature = "candle")]
             ModelDecoder::Candle($d) => $e,
+            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+            ModelDecoder::Gpu($d) => $e,
         }
     };
 }
@@ -232,6 +240,8 @@ impl Model {
             }
             #[cfg(feature = "candle")]
             BackendChoice::Candle => None,
+            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+            BackendChoice::Gpu => None,
         };
         // Charter's kernels read the weights where they lie, in the layout they read fastest.
         if isa.is_some() {
@@ -239,12 +249,17 @@ impl Model {
         }
         let bytes = Arc::new(bytes);
         let gguf = header.attach(&bytes)?;
-        let decoder = match isa {
-            Some(isa) => ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?),
+        let decoder = match (isa, options.backend) {
+            (Some(isa), _) => ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?),
+            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+            (None, BackendChoice::Gpu) => {
+                let backend = crate::gpu::GpuBackend::new(charter_gpu::GpuOptions::default()).map_err(DecoderError::Backend)?;
+                ModelDecoder::Gpu(Decoder::load(backend, &gguf, config, capacity)?)
+            }
             #[cfg(feature = "candle")]
-            None => ModelDecoder::Candle(Decoder::load(CandleBackend, &gguf, config, capacity)?),
+            (None, _) => ModelDecoder::Candle(Decoder::load(CandleBackend, &gguf, config, capacity)?),
             #[cfg(not(feature = "candle"))]
-            None => unreachable!("without candle every backend is Charter's"),
+            (None, _) => unreachable!("without candle every backend is Charter's or the GPU's"),
         };
         Ok(Model { info, tokenizer, template, policy, decoder })
     }

@@ -174,8 +174,9 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     c.args(["test", "--workspace"]).args(extra);
     run(c)?;
     // The kernels, the protocol and the worker's pure parts, compiled to wasm and run in
-    // headless Chromium by wasm-bindgen-test; the kernels again in the relaxed-SIMD build.
-    let wasm_test = |packages: &[&str], features: &[&str]| {
+    // headless Chromium by wasm-bindgen-test; the kernels again in the relaxed-SIMD build;
+    // the GPU kernels on the browser's WebGPU (SwiftShader, behind a flag, in CI).
+    let wasm_test = |packages: &[&str], features: &[&str], webdriver: &str| {
         let mut c = cargo();
         c.args(["test", "--target", "wasm32-unknown-unknown", "--lib", "--tests"]);
         for p in packages {
@@ -186,12 +187,13 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         }
         c.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", "wasm-bindgen-test-runner")
             .env("CHROMEDRIVER", setup::CHROMEDRIVER)
-            .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", workspace_root().join("tests/webdriver.json"))
+            .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", workspace_root().join("tests").join(webdriver))
             .env("WASM_BINDGEN_TEST_TIMEOUT", "300");
         run(c)
     };
-    wasm_test(&["charter-kernels", "charter-protocol", "charter-worker"], &[])?;
-    wasm_test(&["charter-kernels"], &["charter-kernels/relaxed-simd"])?;
+    wasm_test(&["charter-kernels", "charter-protocol", "charter-worker"], &[], "webdriver.json")?;
+    wasm_test(&["charter-kernels"], &["charter-kernels/relaxed-simd"], "webdriver.json")?;
+    wasm_test(&["charter-gpu"], &[], "webdriver-webgpu.json")?;
     let dist = build_web()?;
     let smollm = models.iter().find(|(id, _)| id.starts_with("smollm2")).map(|(_, p)| p.clone()).context("SmolLM2 was not fetched")?;
     let mut c = Command::new("node");

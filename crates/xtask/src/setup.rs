@@ -1,6 +1,7 @@
 //! Installs what the web build and the browser tests need, each only when missing:
 //! the wasm target, wasm-bindgen-cli at the version in Cargo.lock, Trunk, Chromium
-//! with its driver, and the end-to-end tests' npm packages.
+//! with its driver, a Vulkan driver for the GPU kernels' tests (Mesa's software
+//! lavapipe where the machine has none), and the end-to-end tests' npm packages.
 
 use std::path::Path;
 use std::process::Command;
@@ -17,7 +18,27 @@ pub fn all() -> anyhow::Result<()> {
     wasm_target()?;
     web_tools()?;
     chromium()?;
+    vulkan_driver()?;
     npm_in("tests/e2e")
+}
+
+/// Where Vulkan drivers register themselves.
+const VULKAN_ICDS: &str = "/usr/share/vulkan/icd.d";
+
+/// A Vulkan driver for wgpu: the machine's own, or Mesa's (lavapipe runs the GPU
+/// kernels on the CPU, so their tests run on any machine).
+pub fn vulkan_driver() -> anyhow::Result<()> {
+    let registered = std::fs::read_dir(VULKAN_ICDS).map(|d| d.flatten().count() > 0).unwrap_or(false);
+    if registered {
+        return Ok(());
+    }
+    let mut update = Command::new("apt-get");
+    update.arg("update");
+    run(update).context("Mesa's Vulkan drivers come from Debian's packages; apt-get is needed (as root)")?;
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "--no-install-recommends", "mesa-vulkan-drivers"]);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)
 }
 
 /// What `trunk build` needs.

@@ -1,0 +1,158 @@
+//! Charter's GPU backend: the [`Backend`] operations on `charter-gpu`'s WGSL kernels.
+//!
+//! Weights are uploaded once, as the GGUF bytes they are; each operation is recorded,
+//! and the step runs when the decoder reads its logits back, so a decode step is one
+//! submission. The KV cache is `f16` in the CPU cache's layout, so a state saved on one
+//! backend restores on the other. Native only for now: readback on the web is
+//! asynchronous, which the seam does not yet express.
+
+use charter_gpu::{Gate, Gpu, GpuOptions, KvCache, Matrix, Pairing, RopeTable, Tensor};
+use charter_kernels::format::dequantize_row;
+use charter_kernels::half::f32_to_f16;
+
+use crate::backend::{Activation, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData};
+
+/// The backend on one GPU device.
+#[derive(Debug)]
+pub struct GpuBackend {
+    gpu: Gpu,
+}
+
+impl GpuBackend {
+    /// Opens the platform's first adapter.
+    pub fn new(options: GpuOptions) -> Result<GpuBackend, BackendError> {
+        Ok(GpuBackend { gpu: Gpu::new_blocking(options)? })
+    }
+
+    /// The device, for tests and reports.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+}
+
+impl Backend for GpuBackend {
+    type Tensor = Tensor;
+    type Matrix = Matrix;
+    type Vector = Tensor;
+    type Cache = KvCache;
+    type Rope = RopeTable;
+
+    fn describe(&self) -> String {
+        self.gpu.describe()
+    }
+
+    fn matrix(&self, w: WeightData<'_>) -> Result<Matrix, BackendError> {
+        let [cols, rows] = w.dims else {
+            return Err(BackendError::Shape(format!("{} should be a matrix, has dims {:?}", w.name, w.dims)));
+        };
+        self.gpu
+            .matrix(w.ty, *rows as usize, *cols as usize, w.bytes)
+            .map_err(|e| BackendError::Shape(format!("{}: {e}", w.name)))
+    }
+
+    fn vector(&self, w: WeightData<'_>) -> Result<Tensor, BackendError> {
+        let len = w.dims.iter().product::<u64>() as usize;
+        if w.ty.row_bytes(len) != Some(w.bytes.len()) {
+            return Err(BackendError::Shape(format!("{}: {} bytes for {len} {} values", w.name, w.bytes.len(), w.ty.name())));
+        }
+        let mut out = vec![0f32; len];
+        dequantize_row(w.ty, w.bytes, &mut out);
+        Ok(self.gpu.upload(&out, 1, len)?)
+    }
+
+    fn cache(&self, n_kv_heads: usize, capacity: usize, head_dim: usize) -> Result<KvCache, BackendError> {
+        Ok(self.gpu.kv_cache(n_kv_heads, capacity, head_dim)?)
+    }
+
+    fn rope_table(&self, inv_freq: &[f32], capacity: usize) -> Result<RopeTable, BackendError> {
+        let (mut cos, mut sin) = (Vec::with_capacity(capacity * inv_freq.len()), Vec::with_capacity(capacity * inv_freq.len()));
+        for pos in 0..capacity {
+            for &f in inv_freq {
+                // In f64, as the CPU backend does, so both rotate by the same angles.
+                let angle = pos as f64 * f64::from(f);
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Ok(self.gpu.rope_table(&cos, &sin, inv_freq.len())?)
+    }
+
+    fn embed(&self, table: &Matrix, ids: &[u32]) -> Result<Tensor, BackendError> {
+        Ok(self.gpu.embed(table, ids)?)
+    }
+
+    fn matmul(&self, x: &Tensor, w: &Matrix) -> Result<Tensor, BackendError> {
+        Ok(self.gpu.matmul(x, w)?)
+    }
+
+    fn add_bias(&self, x: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
+        Ok(self.gpu.add_bias(x, b)?)
+    }
+
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
+        Ok(self.gpu.add(a, b)?)
+    }
+
+    fn scale(&self, x: &Tensor, s: f32) -> Result<Tensor, BackendError> {
+        Ok(self.gpu.scale(x, s)?)
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor, BackendError> {
+        Ok(self.gpu.rms_norm(x, w, eps)?)
+    }
+
+    fn add_rms_norm(&self, a: &Tensor, b: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor), BackendError> {
+        Ok(self.gpu.add_rms_norm(a, b, w, eps)?)
+    }
+
+    fn rope(&self, x: &Tensor, rope: &RopeTable, n_heads: usize, start: usize, style: RopeStyle) -> Result<Tensor, BackendError> {
+        let pairing = match style {
+            RopeStyle::Interleaved => Pairing::Interleaved,
+            RopeStyle::Halves => Pairing::Halves,
+        };
+        Ok(self.gpu.rope(x, rope, n_heads, start, pairing)?)
+    }
+
+    fn gated(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor, BackendError> {
+        let gate_kind = match act {
+            Activation::Silu => Gate::Silu,
+            Activation::GeluTanh => Gate::GeluTanh,
+        };
+        Ok(self.gpu.gated(gate, up, gate_kind)?)
+    }
+
+    fn attention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        cache: &mut KvCache,
+        start: usize,
+        params: &AttentionParams,
+    ) -> Result<Tensor, BackendError> {
+        Ok(self.gpu.attention(q, k, v, cache, start, params)?)
+    }
+
+    fn read_cache(&self, cache: &KvCache, len: usize) -> Result<CacheData, BackendError> {
+        Ok(CacheData::F16(self.gpu.read_cache(cache, len)?))
+    }
+
+    fn write_cache(&self, cache: &mut KvCache, data: &CacheData, len: usize) -> Result<(), BackendError> {
+        match data {
+            CacheData::F16(bits) => self.gpu.write_cache(cache, bits, len)?,
+            CacheData::F32(values) => {
+                let bits: Vec<u16> = values.iter().map(|&x| f32_to_f16(x.clamp(-65504.0, 65504.0))).collect();
+                self.gpu.write_cache(cache, &bits, len)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rows_from(&self, x: &Tensor, from: usize) -> Result<Tensor, BackendError> {
+        Ok(self.gpu.rows_from(x, from.min(x.n))?)
+    }
+
+    fn read(&self, x: &Tensor) -> Result<Vec<f32>, BackendError> {
+        Ok(self.gpu.read(x)?)
+    }
+}

@@ -1,0 +1,173 @@
+//! The WGSL sources, composed, and their pipelines, compiled once per device.
+//!
+//! WGSL has no includes: a kernel that reads weights is its own file appended to
+//! `formats/common.wgsl` and one format file, which supply `dequant8`. Pipelines for a
+//! weight format are compiled when the first matrix of that format is uploaded (at
+//! load), the others when the device opens.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use charter_kernels::Format;
+
+use crate::GpuError;
+
+const COMMON: &str = include_str!("kernels/formats/common.wgsl");
+const MATMUL: &str = include_str!("kernels/matmul.wgsl");
+const MATMUL_TILED: &str = include_str!("kernels/matmul_tiled.wgsl");
+const EMBED: &str = include_str!("kernels/embed.wgsl");
+const RMS_NORM: &str = include_str!("kernels/rms_norm.wgsl");
+const ELEMENTWISE: &str = include_str!("kernels/elementwise.wgsl");
+const ROPE: &str = include_str!("kernels/rope.wgsl");
+const ATTENTION: &str = include_str!("kernels/attention.wgsl");
+
+/// The block reader of a weight format, or `None` for formats the GPU kernels do not
+/// read.
+fn format_source(format: Format) -> Option<&'static str> {
+    Some(match format {
+        Format::F32 => include_str!("kernels/formats/f32.wgsl"),
+        Format::F16 => include_str!("kernels/formats/f16.wgsl"),
+        Format::BF16 => include_str!("kernels/formats/bf16.wgsl"),
+        Format::Q4_0 => include_str!("kernels/formats/q4_0.wgsl"),
+        Format::Q4_1 => include_str!("kernels/formats/q4_1.wgsl"),
+        Format::Q5_0 => include_str!("kernels/formats/q5_0.wgsl"),
+        Format::Q5_1 => include_str!("kernels/formats/q5_1.wgsl"),
+        Format::Q8_0 => include_str!("kernels/formats/q8_0.wgsl"),
+        Format::Q4K => include_str!("kernels/formats/q4_k.wgsl"),
+        Format::Q5K => include_str!("kernels/formats/q5_k.wgsl"),
+        Format::Q6K => include_str!("kernels/formats/q6_k.wgsl"),
+        Format::Q2K | Format::Q3K | Format::Q8K => return None,
+    })
+}
+
+/// Values per group that the GPU reads at once: a row length must be a multiple.
+pub(crate) fn row_multiple(format: Format) -> usize {
+    if format.is_quantized() { format.block_len() } else { 8 }
+}
+
+/// One composed shader module, as the device compiles it.
+#[derive(Debug, Clone)]
+pub struct Shader {
+    /// `matmul.q4_k`, `attention`, …
+    pub name: String,
+    /// The WGSL text.
+    pub source: String,
+}
+
+fn weights_kernel(kernel: &str, format: Format) -> Option<String> {
+    Some(format!("{COMMON}\n{}\n{kernel}", format_source(format)?))
+}
+
+/// Every shader module, composed: what naga validates and the device compiles.
+pub fn shaders() -> Vec<Shader> {
+    let mut out = Vec::new();
+    for format in Format::ALL {
+        for (kind, text) in [("matmul", MATMUL), ("matmul_tiled", MATMUL_TILED), ("embed", EMBED)] {
+            if let Some(source) = weights_kernel(text, format) {
+                out.push(Shader { name: format!("{kind}.{}", format.name().to_lowercase()), source });
+            }
+        }
+    }
+    for (name, text) in [("rms_norm", RMS_NORM), ("elementwise", ELEMENTWISE), ("rope", ROPE), ("attention", ATTENTION)] {
+        out.push(Shader { name: name.to_owned(), source: text.to_owned() });
+    }
+    out
+}
+
+/// A compute pipeline and the layout of its one bind group.
+pub(crate) struct Kernel {
+    pub(crate) pipeline: wgpu::ComputePipeline,
+    pub(crate) layout: wgpu::BindGroupLayout,
+}
+
+fn compile(device: &wgpu::Device, label: &str, source: &str, entries: &[&str]) -> Vec<Kernel> {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
+    });
+    entries
+        .iter()
+        .map(|entry| {
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            let layout = pipeline.get_bind_group_layout(0);
+            Kernel { pipeline, layout }
+        })
+        .collect()
+}
+
+/// The kernels that read one weight format.
+pub(crate) struct FormatKernels {
+    pub(crate) matmul: Kernel,
+    pub(crate) matmul_tiled: Kernel,
+    pub(crate) embed: Kernel,
+}
+
+/// Every pipeline of one device.
+pub(crate) struct Kernels {
+    pub(crate) rms_norm: Kernel,
+    pub(crate) add_rms_norm: Kernel,
+    pub(crate) add: Kernel,
+    pub(crate) add_bias: Kernel,
+    pub(crate) scale: Kernel,
+    pub(crate) gated_silu: Kernel,
+    pub(crate) gated_gelu: Kernel,
+    pub(crate) copy_rows: Kernel,
+    pub(crate) rope: Kernel,
+    pub(crate) kv_write: Kernel,
+    pub(crate) attend: Kernel,
+    formats: RefCell<HashMap<Format, std::rc::Rc<FormatKernels>>>,
+}
+
+impl Kernels {
+    pub(crate) fn new(device: &wgpu::Device) -> Kernels {
+        let mut norm = compile(device, "rms_norm", RMS_NORM, &["rms_norm", "add_rms_norm"]).into_iter();
+        let mut ew =
+            compile(device, "elementwise", ELEMENTWISE, &["add", "add_bias", "scale", "gated_silu", "gated_gelu", "copy_rows"])
+                .into_iter();
+        let mut attn = compile(device, "attention", ATTENTION, &["kv_write", "attend"]).into_iter();
+        let mut rope = compile(device, "rope", ROPE, &["main"]).into_iter();
+        let next = |it: &mut std::vec::IntoIter<Kernel>| it.next().expect("one kernel per entry point");
+        Kernels {
+            rms_norm: next(&mut norm),
+            add_rms_norm: next(&mut norm),
+            add: next(&mut ew),
+            add_bias: next(&mut ew),
+            scale: next(&mut ew),
+            gated_silu: next(&mut ew),
+            gated_gelu: next(&mut ew),
+            copy_rows: next(&mut ew),
+            rope: next(&mut rope),
+            kv_write: next(&mut attn),
+            attend: next(&mut attn),
+            formats: RefCell::default(),
+        }
+    }
+
+    /// The kernels of `format`, compiled on first use.
+    pub(crate) fn format(&self, device: &wgpu::Device, format: Format) -> Result<std::rc::Rc<FormatKernels>, GpuError> {
+        if let Some(k) = self.formats.borrow().get(&format) {
+            return Ok(k.clone());
+        }
+        let unsupported = || GpuError::Unsupported(format!("{} weights", format.name()));
+        let name = format.name().to_lowercase();
+        let matmul = compile(device, &format!("matmul.{name}"), &weights_kernel(MATMUL, format).ok_or_else(unsupported)?, &["main"]);
+        let tiled =
+            compile(device, &format!("matmul_tiled.{name}"), &weights_kernel(MATMUL_TILED, format).ok_or_else(unsupported)?, &["main"]);
+        let embed = compile(device, &format!("embed.{name}"), &weights_kernel(EMBED, format).ok_or_else(unsupported)?, &["main"]);
+        let (Some(matmul), Some(matmul_tiled), Some(embed)) =
+            (matmul.into_iter().next(), tiled.into_iter().next(), embed.into_iter().next())
+        else {
+            return Err(unsupported());
+        };
+        let k = std::rc::Rc::new(FormatKernels { matmul, matmul_tiled, embed });
+        self.formats.borrow_mut().insert(format, k.clone());
+        Ok(k)
+    }
+}

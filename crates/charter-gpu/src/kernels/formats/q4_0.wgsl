@@ -1,0 +1,15 @@
+// Q4_0: 18 bytes for 32 values: an f16 scale, then 16 bytes whose low nibbles are values
+// 0..16 and high nibbles values 16..32; value = d · (q − 8).
+const BLOCK_VALUES: u32 = 32u;
+const BLOCK_BYTES: u32 = 18u;
+
+fn dequant8(b: u32, g: u32) -> Eight {
+    let d = f16_at(b);
+    let at = b + 2u + 8u * (g & 1u);
+    let w0 = word_at(at);
+    let w1 = word_at(at + 4u);
+    if (g < 2u) {
+        return Eight(d * (low_nibbles(w0) - 8.0), d * (low_nibbles(w1) - 8.0));
+    }
+    return Eight(d * (high_nibbles(w0) - 8.0), d * (high_nibbles(w1) - 8.0));
+}

@@ -1,0 +1,23 @@
+// Q5_0: 22 bytes for 32 values: an f16 scale, 32 fifth bits (bit i for value i), then
+// 16 bytes of low nibbles (values 0..16) and high nibbles (16..32); value = d · (q − 16).
+const BLOCK_VALUES: u32 = 32u;
+const BLOCK_BYTES: u32 = 22u;
+
+fn dequant8(b: u32, g: u32) -> Eight {
+    let d = f16_at(b);
+    let qh = word_at(b + 2u);
+    let at = b + 6u + 8u * (g & 1u);
+    let w0 = word_at(at);
+    let w1 = word_at(at + 4u);
+    var lo: vec4<f32>;
+    var hi: vec4<f32>;
+    if (g < 2u) {
+        lo = low_nibbles(w0);
+        hi = low_nibbles(w1);
+    } else {
+        lo = high_nibbles(w0);
+        hi = high_nibbles(w1);
+    }
+    let first = 8u * g;
+    return Eight(d * (lo + fifth_bits(qh, first) - 16.0), d * (hi + fifth_bits(qh, first + 4u) - 16.0));
+}

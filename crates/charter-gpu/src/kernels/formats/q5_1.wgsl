@@ -1,0 +1,24 @@
+// Q5_1: 24 bytes for 32 values: f16 scale d and minimum m, 32 fifth bits, then 16 bytes
+// of low nibbles (values 0..16) and high nibbles (16..32); value = d · q + m.
+const BLOCK_VALUES: u32 = 32u;
+const BLOCK_BYTES: u32 = 24u;
+
+fn dequant8(b: u32, g: u32) -> Eight {
+    let d = f16_at(b);
+    let m = f16_at(b + 2u);
+    let qh = word_at(b + 4u);
+    let at = b + 8u + 8u * (g & 1u);
+    let w0 = word_at(at);
+    let w1 = word_at(at + 4u);
+    var lo: vec4<f32>;
+    var hi: vec4<f32>;
+    if (g < 2u) {
+        lo = low_nibbles(w0);
+        hi = low_nibbles(w1);
+    } else {
+        lo = high_nibbles(w0);
+        hi = high_nibbles(w1);
+    }
+    let first = 8u * g;
+    return Eight(d * (lo + fifth_bits(qh, first)) + m, d * (hi + fifth_bits(qh, first + 4u)) + m);
+}

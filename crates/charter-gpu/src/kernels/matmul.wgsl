@@ -1,0 +1,76 @@
+// y = x · Wᵀ for a quantized W read as stored: eight output rows per workgroup, eight
+// invocations per row, for a tile of up to eight tokens at once (so a prefill
+// dequantizes each weight once per eight tokens, not once per token).
+//
+// Composed after formats/common.wgsl and one format file, which supply `dequant8`.
+//
+// Bindings: 0 `p` (uniform), 1 `weights` (the rows of this part of W, as stored),
+// 2 `x` (n × cols, f32), 3 `y` (n × out_width, f32; this part writes columns
+// row_offset..row_offset + rows).
+// Dispatch: (gx, gy, ceil(n / 8)) workgroups of 64, with gx · gy ≥ ceil(rows / 8);
+// workgroup (i, j, t) computes rows 8 · (i + j · gx) .. + 8 for tokens 8t..8t + 8.
+// Invocation (r, l) sums the groups of eight values l, l + 8, … of its row r; the eight
+// partial sums of each row and token are added in workgroup memory after one barrier.
+
+struct Params {
+    rows: u32,
+    cols: u32,
+    n: u32,
+    row_bytes: u32,
+    out_width: u32,
+    row_offset: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> weights: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+const ROWS: u32 = 8u;
+const LANES: u32 = 8u;
+const TOKENS: u32 = 8u;
+
+// partial[(t · ROWS + r) · LANES + l]
+var<workgroup> partial: array<f32, 512>;
+
+@compute @workgroup_size(64)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let r = lid / LANES;
+    let l = lid % LANES;
+    let row = (wid.x + wid.y * groups.x) * ROWS + r;
+    let t0 = wid.z * TOKENS;
+    let nt = min(TOKENS, p.n - t0);
+    var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    if (row < p.rows) {
+        let eights = p.cols / 8u;
+        let per_block = BLOCK_VALUES / 8u;
+        let row_byte = row * p.row_bytes;
+        let x_stride = p.cols / 4u;
+        for (var u = l; u < eights; u += LANES) {
+            let w = dequant8(row_byte + (u / per_block) * BLOCK_BYTES, u % per_block);
+            var xi = t0 * x_stride + 2u * u;
+            for (var t = 0u; t < nt; t++) {
+                acc[t] += dot(w.lo, x[xi]) + dot(w.hi, x[xi + 1u]);
+                xi += x_stride;
+            }
+        }
+    }
+    for (var t = 0u; t < nt; t++) {
+        partial[(t * ROWS + r) * LANES + l] = acc[t];
+    }
+    workgroupBarrier();
+    // Invocation (r, t) adds token t's eight partial sums of row r.
+    let t = l;
+    if (row < p.rows && t < nt) {
+        let at = (t * ROWS + r) * LANES;
+        var s = 0.0;
+        for (var j = 0u; j < LANES; j++) {
+            s += partial[at + j];
+        }
+        y[(t0 + t) * p.out_width + p.row_offset + row] = s;
+    }
+}

@@ -1,0 +1,27 @@
+//! Charter's GPU kernels: the operations of a transformer step in WGSL, dispatched
+//! through `wgpu` (WebGPU in the browser; Vulkan, Metal or DX12 natively, so the same
+//! shaders run under `cargo test` on a software adapter such as Mesa's lavapipe).
+//!
+//! This crate is the device half of the GPU backend: it owns the adapter, uploads
+//! weights once as the GGUF bytes they are (no dequantization at load), records every
+//! operation into one command encoder and submits only when a result is read back. It
+//! knows nothing of models, tokenizers or files; the engine's GPU backend drives it,
+//! and the CPU kernels of `charter-kernels` are the reference its tests hold it to.
+//!
+//! * [`Gpu`]: the device, its limits and features, and the recorder;
+//! * [`Tensor`], [`Matrix`], [`KvCache`], [`RopeTable`]: what lives on it;
+//! * `kernels/*.wgsl`: one file per kernel, each opening with what it computes, its
+//!   bindings and its dispatch shape; `kernels/formats/*.wgsl` read one GGUF block
+//!   format each and are composed into the kernels that read weights.
+
+mod device;
+mod kernels;
+mod map;
+mod ops;
+mod pool;
+mod record;
+
+pub use device::{Gpu, GpuError, GpuOptions};
+pub use kernels::{Shader, shaders};
+pub use ops::{Gate, KvCache, Matrix, Pairing, RopeTable};
+pub use pool::Tensor;

@@ -1,0 +1,359 @@
+//! Every GPU kernel against the CPU reference, on random inputs of awkward shapes (row
+//! counts that are not multiples of a workgroup, rows of 576 and 600 values, token
+//! counts across the matmul's tile of eight), on whatever adapter the platform offers
+//! (Mesa's lavapipe in CI).
+
+use charter_gpu::{Gate, Gpu, GpuOptions, Pairing};
+use charter_kernels::attention::{Attention, KvCache, Scratch, attend};
+use charter_kernels::format::dequantize_row;
+use charter_kernels::half::f32_to_f16;
+use charter_kernels::{Format, ops, reference};
+
+/// A test natively (on a blocking executor) and in the browser (wasm-bindgen-test, on
+/// the page's WebGPU adapter), from one async body.
+macro_rules! gpu_test {
+    ($name:ident, $body:ident) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        fn $name() {
+            pollster::block_on($body());
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn $name() {
+            $body().await;
+        }
+    };
+}
+
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+/// A small deterministic generator (xorshift), so failures repeat.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn byte(&mut self) -> u8 {
+        (self.next() >> 24) as u8
+    }
+
+    /// A float in `[-1, 1)`.
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.unit()).collect()
+    }
+}
+
+async fn gpu() -> Gpu {
+    gpu_with(GpuOptions::default()).await
+}
+
+async fn gpu_with(options: GpuOptions) -> Gpu {
+    Gpu::new(options).await.unwrap_or_else(|e| {
+        panic!("{e}: the GPU tests need an adapter (on Linux, Mesa's lavapipe: apt-get install mesa-vulkan-drivers)")
+    })
+}
+
+/// Random rows with sane scales: every `f16` scale field moderate, every other byte random.
+fn random_matrix(format: Format, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut data: Vec<u8> = (0..format.row_bytes(cols).unwrap() * rows).map(|_| rng.byte()).collect();
+    let f16 = |rng: &mut Rng, lo: f32, hi: f32| f32_to_f16(lo + (hi - lo) * (rng.unit() * 0.5 + 0.5)).to_le_bytes();
+    for blk in data.chunks_exact_mut(format.block_bytes()) {
+        let mut put = |at: usize, v: [u8; 2]| blk[at..at + 2].copy_from_slice(&v);
+        match format {
+            Format::F32 => {
+                let v = rng.unit();
+                blk.copy_from_slice(&v.to_le_bytes());
+            }
+            Format::F16 => put(0, f16(rng, -2.0, 2.0)),
+            Format::BF16 => put(0, ((rng.unit().to_bits() >> 16) as u16).to_le_bytes()),
+            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => put(0, f16(rng, -0.05, 0.05)),
+            Format::Q4_1 | Format::Q5_1 => {
+                put(0, f16(rng, 0.001, 0.05));
+                put(2, f16(rng, -0.4, 0.0));
+            }
+            Format::Q4K | Format::Q5K => {
+                put(0, f16(rng, 0.0001, 0.003));
+                put(2, f16(rng, 0.0001, 0.003));
+            }
+            Format::Q6K => put(208, f16(rng, -0.003, 0.003)),
+            _ => unreachable!("not a GPU format"),
+        }
+    }
+    data
+}
+
+const GPU_FORMATS: [Format; 11] = [
+    Format::F32,
+    Format::F16,
+    Format::BF16,
+    Format::Q4_0,
+    Format::Q4_1,
+    Format::Q5_0,
+    Format::Q5_1,
+    Format::Q8_0,
+    Format::Q4K,
+    Format::Q5K,
+    Format::Q6K,
+];
+
+/// Row lengths each format is tested at: 576 and 600 where the blocks allow.
+fn widths(format: Format) -> &'static [usize] {
+    match format.block_len() {
+        1 => &[576, 600],
+        32 => &[576, 640],
+        _ => &[768],
+    }
+}
+
+fn assert_close(got: &[f32], want: &[f64], scale: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
+        assert!((f64::from(g) - w).abs() <= tol * s.max(1e-3), "{what}[{i}]: {g} vs {w} (scale {s})");
+    }
+}
+
+gpu_test!(matmul_matches_the_f64_reference_in_every_format, matmul_matches_the_f64_reference_in_every_format_body);
+async fn matmul_matches_the_f64_reference_in_every_format_body() {
+    let gpu = gpu().await;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for format in GPU_FORMATS {
+        for &cols in widths(format) {
+            let rows = 67;
+            let data = random_matrix(format, rows, cols, &mut rng);
+            let m = gpu.matrix(format, rows, cols, &data).unwrap();
+            // One token, a few (one tile of eight), and past a tile of 32 (the tiled kernel).
+            for n in [1, 3, 8, 11, 37] {
+                let x = rng.vec(n * cols);
+                let y = gpu.read_async(&gpu.matmul(&gpu.upload(&x, n, cols).unwrap(), &m).unwrap()).await.unwrap();
+                for t in 0..n {
+                    let (want, mag) = reference::matvec(format, &data, rows, &x[t * cols..(t + 1) * cols]);
+                    assert_close(&y[t * rows..(t + 1) * rows], &want, &mag, 1e-5, &format!("{} {rows}×{cols} token {t}/{n}", format.name()));
+                }
+            }
+        }
+    }
+}
+
+gpu_test!(a_matrix_split_across_bindings_gives_the_same_products, a_matrix_split_across_bindings_gives_the_same_products_body);
+async fn a_matrix_split_across_bindings_gives_the_same_products_body() {
+    let (whole, split) = (gpu().await, gpu_with(GpuOptions { max_binding: Some(4096) }).await);
+    let mut rng = Rng(7);
+    let (format, rows, cols) = (Format::Q8_0, 301, 576);
+    let data = random_matrix(format, rows, cols, &mut rng);
+    let (a, b) = (whole.matrix(format, rows, cols, &data).unwrap(), split.matrix(format, rows, cols, &data).unwrap());
+    assert_eq!(a.parts(), 1);
+    assert!(b.parts() > 3, "{} parts", b.parts());
+    for n in [5, 40] {
+        let x = rng.vec(n * cols);
+        let ya = whole.read_async(&whole.matmul(&whole.upload(&x, n, cols).unwrap(), &a).unwrap()).await.unwrap();
+        let yb = split.read_async(&split.matmul(&split.upload(&x, n, cols).unwrap(), &b).unwrap()).await.unwrap();
+        assert_eq!(ya, yb, "{n} tokens");
+    }
+    let ids = [0, 300, 7, 150, 299];
+    let ea = whole.read_async(&whole.embed(&a, &ids).unwrap()).await.unwrap();
+    let eb = split.read_async(&split.embed(&b, &ids).unwrap()).await.unwrap();
+    assert_eq!(ea, eb);
+}
+
+gpu_test!(embed_dequantizes_rows_as_the_cpu_does, embed_dequantizes_rows_as_the_cpu_does_body);
+async fn embed_dequantizes_rows_as_the_cpu_does_body() {
+    let gpu = gpu().await;
+    let mut rng = Rng(11);
+    for format in GPU_FORMATS {
+        let cols = widths(format)[0];
+        let rows = 37;
+        let data = random_matrix(format, rows, cols, &mut rng);
+        let m = gpu.matrix(format, rows, cols, &data).unwrap();
+        let ids = [36u32, 0, 5, 5, 17];
+        let got = gpu.read_async(&gpu.embed(&m, &ids).unwrap()).await.unwrap();
+        let rb = format.row_bytes(cols).unwrap();
+        let mut row = vec![0f32; cols];
+        for (i, &id) in ids.iter().enumerate() {
+            dequantize_row(format, &data[id as usize * rb..][..rb], &mut row);
+            let want: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+            let scale: Vec<f64> = row.iter().map(|v| f64::from(v.abs()).max(1e-2)).collect();
+            assert_close(&got[i * cols..(i + 1) * cols], &want, &scale, 1e-6, &format!("{} row {id}", format.name()));
+        }
+    }
+    let m = gpu.matrix(Format::Q4_1, 4, 576, &random_matrix(Format::Q4_1, 4, 576, &mut rng)).unwrap();
+    assert!(gpu.embed(&m, &[4]).is_err(), "an id outside the table is refused");
+}
+
+gpu_test!(matrices_the_kernels_cannot_read_are_refused, matrices_the_kernels_cannot_read_are_refused_body);
+async fn matrices_the_kernels_cannot_read_are_refused_body() {
+    let gpu = gpu().await;
+    assert!(gpu.matrix(Format::Q3K, 1, 256, &[0; 110]).is_err());
+    assert!(gpu.matrix(Format::F32, 1, 3, &[0; 12]).is_err(), "rows must hold whole groups of eight");
+    assert!(gpu.matrix(Format::Q4_0, 2, 32, &[0; 18]).is_err(), "the byte count must match");
+}
+
+gpu_test!(norms_match_the_cpu_kernels, norms_match_the_cpu_kernels_body);
+async fn norms_match_the_cpu_kernels_body() {
+    let gpu = gpu().await;
+    let mut rng = Rng(3);
+    for (n, width, run) in [(1, 576, 576), (5, 600, 600), (3, 576, 64), (2, 1024, 256)] {
+        let (a, b, w) = (rng.vec(n * width), rng.vec(n * width), rng.vec(run));
+        let (ta, tb, tw) = (gpu.upload(&a, n, width).unwrap(), gpu.upload(&b, n, width).unwrap(), gpu.upload(&w, 1, run).unwrap());
+        let mut want = vec![0f32; n * width];
+        ops::rms_norm(&a, &w, 1e-6, &mut want);
+        let got = gpu.read_async(&gpu.rms_norm(&ta, &tw, 1e-6).unwrap()).await.unwrap();
+        let ones = vec![1.0; want.len()];
+        assert_close(&got, &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &ones, 1e-5, "rms_norm");
+        let (sum, normed) = gpu.add_rms_norm(&ta, &tb, &tw, 1e-6).unwrap();
+        let s: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        ops::rms_norm(&s, &w, 1e-6, &mut want);
+        assert_eq!(gpu.read_async(&sum).await.unwrap(), s);
+        assert_close(&gpu.read_async(&normed).await.unwrap(), &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &ones, 1e-5, "add_rms_norm");
+    }
+}
+
+gpu_test!(elementwise_steps_match_the_cpu, elementwise_steps_match_the_cpu_body);
+async fn elementwise_steps_match_the_cpu_body() {
+    let gpu = gpu().await;
+    let mut rng = Rng(5);
+    let (n, width) = (3, 600);
+    let a: Vec<f32> = rng.vec(n * width).iter().map(|v| v * 12.0).collect();
+    let b = rng.vec(n * width);
+    let bias = rng.vec(width);
+    let (ta, tb, tbias) = (gpu.upload(&a, n, width).unwrap(), gpu.upload(&b, n, width).unwrap(), gpu.upload(&bias, 1, width).unwrap());
+    let close = |got: Vec<f32>, want: Vec<f32>, what: &str| {
+        let scale: Vec<f64> = want.iter().map(|v| f64::from(v.abs()).max(1.0)).collect();
+        assert_close(&got, &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &scale, 2e-6, what);
+    };
+    close(gpu.read_async(&gpu.add(&ta, &tb).unwrap()).await.unwrap(), a.iter().zip(&b).map(|(x, y)| x + y).collect(), "add");
+    close(
+        gpu.read_async(&gpu.add_bias(&ta, &tbias).unwrap()).await.unwrap(),
+        a.iter().enumerate().map(|(i, x)| x + bias[i % width]).collect(),
+        "add_bias",
+    );
+    close(gpu.read_async(&gpu.scale(&ta, 0.125).unwrap()).await.unwrap(), a.iter().map(|x| x * 0.125).collect(), "scale");
+    close(
+        gpu.read_async(&gpu.gated(&ta, &tb, Gate::Silu).unwrap()).await.unwrap(),
+        a.iter().zip(&b).map(|(&g, &u)| ops::silu(g) * u).collect(),
+        "silu",
+    );
+    close(
+        gpu.read_async(&gpu.gated(&ta, &tb, Gate::GeluTanh).unwrap()).await.unwrap(),
+        a.iter().zip(&b).map(|(&g, &u)| ops::gelu_tanh(g) * u).collect(),
+        "gelu",
+    );
+    assert_eq!(gpu.read_async(&gpu.rows_from(&ta, 2).unwrap()).await.unwrap(), a[2 * width..].to_vec());
+}
+
+gpu_test!(rope_matches_the_cpu_in_both_pairings, rope_matches_the_cpu_in_both_pairings_body);
+async fn rope_matches_the_cpu_in_both_pairings_body() {
+    let gpu = gpu().await;
+    let mut rng = Rng(13);
+    let (capacity, half, heads, n, start) = (40, 32, 3, 7, 29);
+    let inv: Vec<f32> = (0..half).map(|i| 10000f32.powf(-(2.0 * i as f32) / (2 * half) as f32)).collect();
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for pos in 0..capacity {
+        for &f in &inv {
+            cos.push((pos as f32 * f).cos());
+            sin.push((pos as f32 * f).sin());
+        }
+    }
+    let table = gpu.rope_table(&cos, &sin, half).unwrap();
+    let x = rng.vec(n * heads * 2 * half);
+    let tx = gpu.upload(&x, n, heads * 2 * half).unwrap();
+    for pairing in [Pairing::Interleaved, Pairing::Halves] {
+        let got = gpu.read_async(&gpu.rope(&tx, &table, heads, start, pairing).unwrap()).await.unwrap();
+        let mut want = x.clone();
+        for (i, row) in want.chunks_exact_mut(heads * 2 * half).enumerate() {
+            let at = (start + i) * half;
+            match pairing {
+                Pairing::Interleaved => ops::rope_interleaved(row, 2 * half, &cos[at..at + half], &sin[at..at + half]),
+                Pairing::Halves => ops::rope_halves(row, 2 * half, &cos[at..at + half], &sin[at..at + half]),
+            }
+        }
+        let ones = vec![1.0; want.len()];
+        assert_close(&got, &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &ones, 1e-6, &format!("{pairing:?}"));
+    }
+    assert!(gpu.rope(&tx, &table, heads, capacity - 3, Pairing::Halves).is_err(), "positions past the table");
+}
+
+gpu_test!(attention_matches_the_cpu_kernel_and_shares_its_cache_layout, attention_matches_the_cpu_kernel_and_shares_its_cache_layout_body);
+async fn attention_matches_the_cpu_kernel_and_shares_its_cache_layout_body() {
+    let gpu = gpu().await;
+    let mut rng = Rng(17);
+    // (query heads, key heads, head dim, positions before, new tokens, window, soft cap)
+    let cases = [
+        (9, 3, 64, 0, 1, None, None),
+        (9, 3, 64, 70, 13, None, None),
+        (4, 1, 256, 130, 3, Some(50), None),
+        (2, 2, 128, 5, 70, Some(64), Some(30.0)),
+    ];
+    for (n_heads, n_kv, hd, before, n, window, softcap) in cases {
+        let capacity = before + n + 9;
+        let p = Attention { n_heads, n_kv_heads: n_kv, head_dim: hd, scale: 1.0 / (hd as f32).sqrt(), window, softcap };
+        let mut cache = gpu.kv_cache(n_kv, capacity, hd).unwrap();
+        let mut cpu_cache = KvCache::new(n_kv, capacity, hd);
+        let kv_width = n_kv * hd;
+        let mut last = Vec::new();
+        // Fill the earlier positions through the kernel itself, then attend the new ones.
+        for (start, count) in [(0, before), (before, n)] {
+            if count == 0 {
+                continue;
+            }
+            let q: Vec<f32> = rng.vec(count * n_heads * hd).iter().map(|v| v * 3.0).collect();
+            let (k, v) = (rng.vec(count * kv_width), rng.vec(count * kv_width));
+            let out = gpu
+                .attention(
+                    &gpu.upload(&q, count, n_heads * hd).unwrap(),
+                    &gpu.upload(&k, count, kv_width).unwrap(),
+                    &gpu.upload(&v, count, kv_width).unwrap(),
+                    &mut cache,
+                    start,
+                    &p,
+                )
+                .unwrap();
+            cpu_cache.write(start, &k, &v);
+            let mut want = vec![0f32; q.len()];
+            attend(&p, &q, &cpu_cache, start, &mut want, &mut Scratch::default());
+            last = vec![(gpu.read_async(&out).await.unwrap(), want)];
+        }
+        let (got, want) = &last[0];
+        let ones = vec![1.0; want.len()];
+        let what = format!("{n_heads}/{n_kv} heads of {hd}, {n} after {before}, window {window:?}, cap {softcap:?}");
+        assert_close(got, &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &ones, 2e-5, &what);
+        let len = before + n;
+        assert_eq!(gpu.read_cache_async(&cache, len).await.unwrap(), cpu_cache.read(len), "{what}: cache bits");
+        // A state written back reads back the same.
+        let saved = cpu_cache.read(len);
+        let mut fresh = gpu.kv_cache(n_kv, capacity, hd).unwrap();
+        gpu.write_cache(&mut fresh, &saved, len).unwrap();
+        assert_eq!(gpu.read_cache_async(&fresh, len).await.unwrap(), saved, "{what}: restored");
+    }
+}
+
+gpu_test!(the_adapter_is_named, the_adapter_is_named_body);
+async fn the_adapter_is_named_body() {
+    let gpu = gpu().await;
+    let name = gpu.describe();
+    assert!(name.starts_with("gpu (") && name.len() > "gpu ()".len(), "{name}");
+}
+
+gpu_test!(a_step_is_recorded_until_it_is_read, a_step_is_recorded_until_it_is_read_body);
+async fn a_step_is_recorded_until_it_is_read_body() {
+    let gpu = gpu().await;
+    let x = gpu.upload(&[1.0; 64], 1, 64).unwrap();
+    let mut y = x.clone();
+    for _ in 0..10 {
+        y = gpu.add(&y, &x).unwrap();
+    }
+    assert_eq!(gpu.pending_dispatches(), 10);
+    assert_eq!(gpu.read_async(&y).await.unwrap(), vec![11.0; 64]);
+    assert_eq!(gpu.pending_dispatches(), 0);
+}

@@ -1,0 +1,16 @@
+//! Every composed shader module parses and validates under naga, without a GPU.
+//!
+//! The capabilities are core WebGPU's only: `unpack2x16float` and `pack2x16float`, which
+//! naga files under `SHADER_FLOAT16_IN_FLOAT32`, are core WGSL, not `shader-f16`.
+
+#[test]
+fn every_shader_validates() {
+    let shaders = charter_gpu::shaders();
+    assert!(shaders.len() >= 26, "{} modules", shaders.len());
+    for s in shaders {
+        let module = naga::front::wgsl::parse_str(&s.source).unwrap_or_else(|e| panic!("{}: {}", s.name, e.emit_to_string(&s.source)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {}", s.name, e.emit_to_string(&s.source)));
+    }
+}
