@@ -47,6 +47,17 @@ pub trait LanguageModel {
     fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, ModelError> {
         tokens.iter().map(|&t| self.forward(&[t])).collect()
     }
+
+    /// Like [`LanguageModel::forward_into`], for a model whose results arrive later: a
+    /// GPU's readback is asynchronous on the web, where nothing may block. The default
+    /// runs [`LanguageModel::forward_into`].
+    fn forward_into_async<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        logits: &'a mut Vec<f32>,
+    ) -> impl std::future::Future<Output = Result<(), ModelError>> + 'a {
+        async move { self.forward_into(tokens, logits) }
+    }
 }
 
 /// Why a reply ended.
@@ -246,6 +257,23 @@ impl<M: LanguageModel> Session<M> {
         Ok(())
     }
 
+    /// [`Session::prefill`] for a model that reads its results back asynchronously.
+    pub async fn prefill_async(&mut self, tokens: &[u32]) -> Result<(), GenerateError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        self.check_prompt(tokens)?;
+        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        if common == tokens.len() {
+            return Ok(());
+        }
+        self.rewind(common);
+        let mut logits = Vec::new();
+        self.model.forward_into_async(&tokens[common..], &mut logits).await.map_err(GenerateError::Model)?;
+        self.cached.extend_from_slice(&tokens[common..]);
+        Ok(())
+    }
+
     /// Appends `tokens` after what the cache holds and returns the logits that follow
     /// the last of them, as the raw model gives them (no turn policy, no sampling).
     pub fn extend(&mut self, tokens: &[u32]) -> Result<Vec<f32>, GenerateError> {
@@ -370,6 +398,40 @@ impl<M: LanguageModel> Session<M> {
         let start = hooks.now();
         let common = self.prepare(prompt);
         let logits = self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?;
+        Ok(self.begin(prompt, common, logits, start, vocab, policy, options, hooks))
+    }
+
+    /// [`Session::start`] for a model that reads its results back asynchronously.
+    pub async fn start_async<'a>(
+        &'a mut self,
+        prompt: &[u32],
+        vocab: &'a dyn Vocabulary,
+        policy: &TurnPolicy,
+        options: &GenerateOptions,
+        hooks: &mut dyn GenerateHooks,
+    ) -> Result<Generation<'a, M>, GenerateError> {
+        self.check_prompt(prompt)?;
+        let start = hooks.now();
+        let common = self.prepare(prompt);
+        let mut logits = Vec::new();
+        self.model.forward_into_async(&prompt[common..], &mut logits).await.map_err(GenerateError::Model)?;
+        Ok(self.begin(prompt, common, logits, start, vocab, policy, options, hooks))
+    }
+
+    /// The reply's state once the prompt's uncached tail (from `common`) has been read
+    /// and left `logits`.
+    #[allow(clippy::too_many_arguments)]
+    fn begin<'a>(
+        &'a mut self,
+        prompt: &[u32],
+        common: usize,
+        logits: Vec<f32>,
+        start: f64,
+        vocab: &'a dyn Vocabulary,
+        policy: &TurnPolicy,
+        options: &GenerateOptions,
+        hooks: &mut dyn GenerateHooks,
+    ) -> Generation<'a, M> {
         self.cached.extend_from_slice(&prompt[common..]);
         let prefill_end = hooks.now();
         let raw = options.raw;
@@ -379,7 +441,7 @@ impl<M: LanguageModel> Session<M> {
             (policy.masked_ids.iter().copied().collect(), policy.stop_ids.clone())
         };
         let stops = StopMatcher::new(if raw { &[] } else { &policy.stop_strings });
-        Ok(Generation {
+        Generation {
             session: self,
             vocab,
             raw,
@@ -399,8 +461,16 @@ impl<M: LanguageModel> Session<M> {
             start,
             prefill_end,
             finished: false,
-        })
+        }
     }
+}
+
+/// What follows a sampled token.
+enum Next {
+    /// The model reads it.
+    Feed(u32),
+    /// The reply ends.
+    End(StopReason, Option<String>),
 }
 
 /// A reply in progress: the prompt is prefilled and each [`Generation::step`] samples
@@ -446,9 +516,48 @@ impl<M: LanguageModel> Generation<'_, M> {
         if self.finished {
             return Ok(None);
         }
-        let ended = self.sample_one(hooks);
+        let ended = match self.sample_one(hooks) {
+            Ok(Next::Feed(token)) => {
+                let model = &mut self.session.model;
+                model.forward_into(&[token], &mut self.logits).map(|()| None).map_err(GenerateError::Model)
+            }
+            Ok(Next::End(reason, stop_string)) => Ok(Some((reason, stop_string))),
+            Err(e) => Err(e),
+        };
+        self.settle(ended, hooks)
+    }
+
+    /// [`Generation::step`] for a model that reads its results back asynchronously.
+    pub async fn step_async(&mut self, hooks: &mut dyn GenerateHooks) -> Result<Option<Reply>, GenerateError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let ended = match self.sample_one(hooks) {
+            Ok(Next::Feed(token)) => {
+                let model = &mut self.session.model;
+                let fed = [token];
+                model.forward_into_async(&fed, &mut self.logits).await.map(|()| None).map_err(GenerateError::Model)
+            }
+            Ok(Next::End(reason, stop_string)) => Ok(Some((reason, stop_string))),
+            Err(e) => Err(e),
+        };
+        self.settle(ended, hooks)
+    }
+
+    /// After a step: the session records a token the model has read; an end finishes
+    /// the reply; an error finishes it too.
+    fn settle(
+        &mut self,
+        ended: Result<Option<(StopReason, Option<String>)>, GenerateError>,
+        hooks: &mut dyn GenerateHooks,
+    ) -> Result<Option<Reply>, GenerateError> {
         match ended {
-            Ok(None) => Ok(None),
+            Ok(None) => {
+                if let Some(&token) = self.ids.last() {
+                    self.session.cached.push(token);
+                }
+                Ok(None)
+            }
             Ok(Some((reason, stop_string))) => Ok(Some(self.finish(reason, stop_string, hooks))),
             Err(e) => {
                 self.finished = true;
@@ -467,12 +576,14 @@ impl<M: LanguageModel> Generation<'_, M> {
         }
     }
 
-    fn sample_one(&mut self, hooks: &mut dyn GenerateHooks) -> Result<Option<(StopReason, Option<String>)>, GenerateError> {
+    /// Samples a token from the current logits: the reply ends, or the model must read
+    /// the token next.
+    fn sample_one(&mut self, hooks: &mut dyn GenerateHooks) -> Result<Next, GenerateError> {
         if hooks.is_cancelled() {
-            return Ok(Some((StopReason::Cancelled, None)));
+            return Ok(Next::End(StopReason::Cancelled, None));
         }
         if self.ids.len() >= self.max_tokens {
-            return Ok(Some((StopReason::Length, None)));
+            return Ok(Next::End(StopReason::Length, None));
         }
         for &id in &self.masked {
             if let Some(l) = self.logits.get_mut(id as usize) {
@@ -484,22 +595,20 @@ impl<M: LanguageModel> Generation<'_, M> {
         self.history.push(token);
         hooks.on_token(token);
         if self.stop_ids.contains(&token) {
-            return Ok(Some((StopReason::EndOfTurn, None)));
+            return Ok(Next::End(StopReason::EndOfTurn, None));
         }
         let shown = self.raw || !self.vocab.is_control(token);
         let piece = if shown { self.utf8.push(self.vocab.token_bytes(token)) } else { String::new() };
         let scan = self.stops.push(&piece);
         self.emit(&scan.emit, hooks);
         if let Some(s) = scan.stopped {
-            return Ok(Some((StopReason::StopString, Some(s))));
+            return Ok(Next::End(StopReason::StopString, Some(s)));
         }
-        let model = &mut self.session.model;
+        let model = &self.session.model;
         if model.n_cached() + 1 > model.capacity() {
-            return Ok(Some((StopReason::ContextFull, None)));
+            return Ok(Next::End(StopReason::ContextFull, None));
         }
-        model.forward_into(&[token], &mut self.logits).map_err(GenerateError::Model)?;
-        self.session.cached.push(token);
-        Ok(None)
+        Ok(Next::Feed(token))
     }
 
     fn finish(&mut self, stop_reason: StopReason, stop_string: Option<String>, hooks: &mut dyn GenerateHooks) -> Reply {

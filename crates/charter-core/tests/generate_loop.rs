@@ -288,3 +288,91 @@ fn a_prefilled_system_block_is_reused_and_stepping_matches_generate() {
     assert_eq!(reply.text, whole.text);
     assert_eq!(reply.ids, whole.ids);
 }
+
+/// A model whose results arrive a poll later, as a GPU's readback does on the web.
+struct Deferred(Scripted);
+
+/// Pending on the first poll, ready on the second.
+struct OnePollLate(bool);
+
+impl std::future::Future for OnePollLate {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+impl LanguageModel for Deferred {
+    fn n_vocab(&self) -> usize {
+        N_VOCAB
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+    fn n_cached(&self) -> usize {
+        self.0.n_cached()
+    }
+    fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+    fn forward(&mut self, _tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        Err("this model answers only asynchronously".into())
+    }
+    fn forward_into_async<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        logits: &'a mut Vec<f32>,
+    ) -> impl std::future::Future<Output = Result<(), ModelError>> + 'a {
+        async move {
+            OnePollLate(false).await;
+            *logits = self.0.forward(tokens)?;
+            Ok(())
+        }
+    }
+}
+
+/// Polls `f` to completion on this thread (the futures here wake themselves).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn the_asynchronous_loop_gives_the_same_reply_and_cache() {
+    let mut script = bytes("ok\nUser: x");
+    script.push(EOT);
+    let (sync_reply, _) = generate(&script, &["\nUser:"], options(50, false));
+    let prompt = bytes("Q?");
+    let mut session = Session::new(Deferred(Scripted::new(&script, prompt.len())));
+    let mut rec = Record::default();
+    let reply = block_on(async {
+        let mut generation =
+            session.start_async(&prompt, &ByteVocab, &policy(&["\nUser:"]), &options(50, false), &mut rec).await.unwrap();
+        loop {
+            if let Some(reply) = generation.step_async(&mut rec).await.unwrap() {
+                break reply;
+            }
+        }
+    });
+    assert_eq!((reply.text.as_str(), &reply.ids, reply.stop_reason), (sync_reply.text.as_str(), &sync_reply.ids, sync_reply.stop_reason));
+    // The cache holds the prompt and every token the model read (all but the last).
+    assert_eq!(session.cached_tokens().len(), prompt.len() + reply.ids.len() - 1);
+    assert_eq!(session.model().n_cached(), session.cached_tokens().len());
+    // A prefill that shares the prompt rewinds to it and reads only the rest.
+    block_on(session.prefill_async(&bytes("Q?no"))).unwrap();
+    assert_eq!(session.cached_tokens(), bytes("Q?no").as_slice());
+    assert_eq!(session.model().n_cached(), 4);
+    // The synchronous loop refuses a model that only answers asynchronously, cleanly.
+    assert!(session.generate(&bytes("R"), &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default()).is_err());
+}

@@ -26,6 +26,9 @@ pub enum BackendError {
     #[cfg(feature = "gpu")]
     #[error(transparent)]
     Gpu(#[from] charter_gpu::GpuError),
+    /// An operation this backend cannot do here (a blocking readback on the web).
+    #[error("{0}")]
+    Unsupported(String),
     /// Shapes that do not fit together; a bug or a malformed model.
     #[error("shape mismatch: {0}")]
     Shape(String),
@@ -181,5 +184,22 @@ pub trait Backend {
     fn read_into(&self, x: &Self::Tensor, out: &mut Vec<f32>) -> Result<(), BackendError> {
         out.extend(self.read(x)?);
         Ok(())
+    }
+    /// [`Backend::read_into`] for a device whose readback completes later (a GPU on the
+    /// web, where nothing may block); everything recorded runs first.
+    fn read_into_async<'a>(
+        &'a self,
+        x: &'a Self::Tensor,
+        out: &'a mut Vec<f32>,
+    ) -> impl std::future::Future<Output = Result<(), BackendError>> + 'a {
+        async move { self.read_into(x, out) }
+    }
+    /// [`Backend::read_cache`] for a device whose readback completes later.
+    fn read_cache_async<'a>(
+        &'a self,
+        cache: &'a Self::Cache,
+        len: usize,
+    ) -> impl std::future::Future<Output = Result<CacheData, BackendError>> + 'a {
+        async move { self.read_cache(cache, len) }
     }
 }

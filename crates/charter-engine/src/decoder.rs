@@ -241,14 +241,34 @@ impl<B: Backend> Decoder<B> {
     /// dimension, positions, value type), then each layer's keys and values in the
     /// backend's precision (`f16` on Charter's CPU backend), little-endian.
     pub fn save_state(&self, len: usize) -> Result<Vec<u8>, DecoderError> {
+        self.check_saved(len)?;
+        let layers = self.layers.iter().map(|layer| self.backend.read_cache(&layer.cache, len)).collect::<Result<Vec<_>, _>>()?;
+        self.state_bytes(len, layers)
+    }
+
+    /// [`Decoder::save_state`] on a backend whose readback completes later.
+    pub async fn save_state_async(&self, len: usize) -> Result<Vec<u8>, DecoderError> {
+        self.check_saved(len)?;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            layers.push(self.backend.read_cache_async(&layer.cache, len).await?);
+        }
+        self.state_bytes(len, layers)
+    }
+
+    fn check_saved(&self, len: usize) -> Result<(), DecoderError> {
         if len > self.n_cached {
             return Err(DecoderError::State(format!("{len} positions asked for, {} filled", self.n_cached)));
         }
+        Ok(())
+    }
+
+    /// The saved form of each layer's first `len` positions.
+    fn state_bytes(&self, len: usize, layers: Vec<CacheData>) -> Result<Vec<u8>, DecoderError> {
         let c = &self.config;
         let mut body = Vec::new();
         let mut kind = None;
-        for layer in &self.layers {
-            let data = self.backend.read_cache(&layer.cache, len)?;
+        for data in layers {
             let this = match &data {
                 CacheData::F32(values) => {
                     body.extend(values.iter().flat_map(|x| x.to_le_bytes()));
@@ -329,6 +349,40 @@ impl<B: Backend> Decoder<B> {
     /// Like [`Decoder::forward`], into `logits` (replacing what it held): with a buffer
     /// kept from step to step, a decode step allocates nothing.
     pub fn forward_into(&mut self, tokens: &[u32], all_logits: bool, logits: &mut Vec<f32>) -> Result<(), DecoderError> {
+        self.check_input(tokens)?;
+        logits.clear();
+        let n_chunks = tokens.len().div_ceil(PREFILL_CHUNK);
+        for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
+            let hidden = self.run_layers(chunk)?;
+            self.n_cached += chunk.len();
+            if all_logits || i + 1 == n_chunks {
+                let rows = if all_logits { hidden } else { self.backend.rows_from(&hidden, chunk.len() - 1)? };
+                let out = self.logits(&rows)?;
+                self.backend.read_into(&out, logits)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Decoder::forward_into`] for the last token's logits, on a backend whose
+    /// readback completes later: the whole pass is recorded, then read once.
+    pub async fn forward_async(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), DecoderError> {
+        self.check_input(tokens)?;
+        logits.clear();
+        let mut last = None;
+        for chunk in tokens.chunks(PREFILL_CHUNK) {
+            let hidden = self.run_layers(chunk)?;
+            self.n_cached += chunk.len();
+            last = Some(self.backend.rows_from(&hidden, chunk.len() - 1)?);
+        }
+        let Some(rows) = last else {
+            return Err(DecoderError::ContextFull { n_tokens: 0, n_cached: self.n_cached, capacity: self.capacity });
+        };
+        let out = self.logits(&rows)?;
+        Ok(self.backend.read_into_async(&out, logits).await?)
+    }
+
+    fn check_input(&self, tokens: &[u32]) -> Result<(), DecoderError> {
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.n_vocab) {
             return Err(DecoderError::BadToken(bad));
         }
@@ -338,16 +392,6 @@ impl<B: Backend> Decoder<B> {
                 n_cached: self.n_cached,
                 capacity: self.capacity,
             });
-        }
-        logits.clear();
-        let n_chunks = tokens.len().div_ceil(PREFILL_CHUNK);
-        for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
-            let hidden = self.run_layers(chunk)?;
-            self.n_cached += chunk.len();
-            if all_logits || i + 1 == n_chunks {
-                let rows = if all_logits { hidden } else { self.backend.rows_from(&hidden, chunk.len() - 1)? };
-                self.logits(&rows, logits)?;
-            }
         }
         Ok(())
     }
@@ -415,11 +459,11 @@ impl<B: Backend> Decoder<B> {
         })
     }
 
-    /// Appends the logits of `hidden`'s rows to `out`.
-    fn logits(&self, hidden: &B::Tensor, out: &mut Vec<f32>) -> Result<(), DecoderError> {
+    /// The logits of `hidden`'s rows.
+    fn logits(&self, hidden: &B::Tensor) -> Result<B::Tensor, DecoderError> {
         let b = &self.backend;
         let h = b.rms_norm(hidden, &self.output_norm, self.config.rms_eps)?;
         let head = self.output.as_ref().unwrap_or(&self.embed);
-        Ok(b.read_into(&b.matmul(&h, head)?, out)?)
+        Ok(b.matmul(&h, head)?)
     }
 }

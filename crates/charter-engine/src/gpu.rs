@@ -3,10 +3,12 @@
 //! Weights are uploaded once, as the GGUF bytes they are; each operation is recorded,
 //! and the step runs when the decoder reads its logits back, so a decode step is one
 //! submission. The KV cache is `f16` in the CPU cache's layout, so a state saved on one
-//! backend restores on the other. Native only for now: readback on the web is
-//! asynchronous, which the seam does not yet express.
+//! backend restores on the other. On the web the readback is asynchronous: there the
+//! decoder is driven through its `_async` methods, and a blocking read is an error.
 
-use charter_gpu::{Gate, Gpu, GpuOptions, KvCache, Matrix, Pairing, RopeTable, Tensor};
+#[cfg(not(target_arch = "wasm32"))]
+use charter_gpu::GpuOptions;
+use charter_gpu::{Gate, Gpu, KvCache, Matrix, Pairing, RopeTable, Tensor};
 use charter_kernels::format::dequantize_row;
 use charter_kernels::half::f32_to_f16;
 
@@ -19,9 +21,15 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// Opens the platform's first adapter.
+    /// Opens the platform's first adapter (native only: the web has no blocking waits).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(options: GpuOptions) -> Result<GpuBackend, BackendError> {
         Ok(GpuBackend { gpu: Gpu::new_blocking(options)? })
+    }
+
+    /// The backend on a device already opened (with `Gpu::new`, awaited).
+    pub fn on(gpu: Gpu) -> GpuBackend {
+        GpuBackend { gpu }
     }
 
     /// The device, for tests and reports.
@@ -133,8 +141,14 @@ impl Backend for GpuBackend {
         Ok(self.gpu.attention(q, k, v, cache, start, params)?)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn read_cache(&self, cache: &KvCache, len: usize) -> Result<CacheData, BackendError> {
         Ok(CacheData::F16(self.gpu.read_cache(cache, len)?))
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn read_cache(&self, _: &KvCache, _: usize) -> Result<CacheData, BackendError> {
+        Err(BackendError::Unsupported("a blocking GPU readback on the web (use the asynchronous path)".into()))
     }
 
     fn write_cache(&self, cache: &mut KvCache, data: &CacheData, len: usize) -> Result<(), BackendError> {
@@ -152,7 +166,52 @@ impl Backend for GpuBackend {
         Ok(self.gpu.rows_from(x, from.min(x.n))?)
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn read(&self, x: &Tensor) -> Result<Vec<f32>, BackendError> {
         Ok(self.gpu.read(x)?)
     }
+
+    #[cfg(target_arch = "wasm32")]
+    fn read(&self, _: &Tensor) -> Result<Vec<f32>, BackendError> {
+        Err(BackendError::Unsupported("a blocking GPU readback on the web (use the asynchronous path)".into()))
+    }
+
+    async fn read_into_async(&self, x: &Tensor, out: &mut Vec<f32>) -> Result<(), BackendError> {
+        out.extend(self.gpu.read_async(x).await?);
+        Ok(())
+    }
+
+    async fn read_cache_async(&self, cache: &KvCache, len: usize) -> Result<CacheData, BackendError> {
+        Ok(CacheData::F16(self.gpu.read_cache_async(cache, len).await?))
+    }
+}
+
+/// Checks, before a model is trusted to a device, that its matrix products agree with
+/// the CPU's definition of the weights: for each storage format of the file, a few rows
+/// of its first matrix times a fixed vector, against the `f64` reference. A driver that
+/// miscompiles a kernel, or a device that returns garbage, fails here and the model runs
+/// on the CPU instead.
+pub async fn check_device(gpu: &Gpu, file: &[u8]) -> Result<(), String> {
+    let gguf = crate::gguf::Gguf::parse(file).map_err(|e| e.to_string())?;
+    let mut seen = Vec::new();
+    for info in &gguf.tensors {
+        let [cols, rows] = info.dims[..] else { continue };
+        if seen.contains(&info.ty) {
+            continue;
+        }
+        seen.push(info.ty);
+        let (cols, rows) = (cols as usize, (rows as usize).min(16));
+        let Some(row_bytes) = info.ty.row_bytes(cols) else { continue };
+        let bytes = &gguf.tensor_bytes(info)[..rows * row_bytes];
+        let matrix = gpu.matrix(info.ty, rows, cols, bytes).map_err(|e| format!("{}: {e}", info.name))?;
+        let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 17) as f32 / 8.0 - 1.0).collect();
+        let got = gpu.read_async(&gpu.matmul(&gpu.upload(&x, 1, cols).map_err(|e| e.to_string())?, &matrix).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+        let (want, scale) = charter_kernels::reference::matvec(info.ty, bytes, rows, &x);
+        for (r, ((&g, &w), &s)) in got.iter().zip(&want).zip(&scale).enumerate() {
+            if !g.is_finite() || (f64::from(g) - w).abs() > 1e-3 * s.max(1e-3) {
+                return Err(format!("{} rows of {} disagree with the CPU (row {r}: {g} against {w:.6})", info.ty.name(), info.name));
+            }
+        }
+    }
+    Ok(())
 }

@@ -13,8 +13,7 @@
 //! * [`decoder`] runs the transformer over a [`backend::Backend`], with a preallocated
 //!   KV cache; [`cpu`] is Charter's CPU backend (on `charter-kernels`), [`candle`] the
 //!   reference backend on candle (feature `candle`, on by default; the browser worker
-//!   builds without it), [`gpu`] the WGSL backend on `charter-gpu` (feature `gpu`,
-//!   native for now);
+//!   builds without it), [`gpu`] the WGSL backend on `charter-gpu` (feature `gpu`);
 //! * [`model`] puts them together: [`Model::load`].
 
 pub mod architecture;
@@ -24,7 +23,7 @@ pub mod candle;
 pub mod cpu;
 pub mod decoder;
 pub mod gguf;
-#[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+#[cfg(feature = "gpu")]
 pub mod gpu;
 pub mod model;
 pub mod tokenizer;

@@ -43,7 +43,7 @@ pub enum ModelDecoder {
     #[cfg(feature = "candle")]
     Candle(Decoder<CandleBackend>),
     /// On the GPU.
-    #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+    #[cfg(feature = "gpu")]
     Gpu(Decoder<crate::gpu::GpuBackend>),
 }
 
@@ -53,7 +53,7 @@ macro_rules! each {
             ModelDecoder::Cpu($d) => $e,
             #[cfg(feature = "candle")]
             ModelDecoder::Candle($d) => $e,
-            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
+            #[cfg(feature = "gpu")]
             ModelDecoder::Gpu($d) => $e,
         }
     };
@@ -103,6 +103,25 @@ impl ModelDecoder {
     /// See [`Decoder::forward_into`].
     pub fn forward_into(&mut self, tokens: &[u32], all_logits: bool, logits: &mut Vec<f32>) -> Result<(), DecoderError> {
         each!(self, d => d.forward_into(tokens, all_logits, logits))
+    }
+
+    /// See [`Decoder::forward_async`].
+    pub async fn forward_async(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), DecoderError> {
+        each!(self, d => d.forward_async(tokens, logits).await)
+    }
+
+    /// See [`Decoder::save_state_async`].
+    pub async fn save_state_async(&self, len: usize) -> Result<Vec<u8>, DecoderError> {
+        each!(self, d => d.save_state_async(len).await)
+    }
+
+    /// Whether it runs on the GPU.
+    pub fn is_gpu(&self) -> bool {
+        #[cfg(feature = "gpu")]
+        if matches!(self, ModelDecoder::Gpu(_)) {
+            return true;
+        }
+        false
     }
 }
 
@@ -203,34 +222,7 @@ impl Model {
     /// Validates and loads a GGUF model, keeping `bytes`: Charter's CPU backend reads
     /// the weights where they lie in it.
     pub fn load_owned(mut bytes: Vec<u8>, options: &LoadOptions) -> Result<Model, LoadError> {
-        let (header, tokenizer, config, template, policy, info) = {
-            let gguf = Gguf::parse(&bytes)?;
-            let tokenizer = Tokenizer::from_gguf(&gguf)?;
-            let config = DecoderConfig::from_gguf(&gguf, tokenizer.n_vocab())?;
-            let capacity = options.context_length.unwrap_or(config.train_context.min(DEFAULT_CONTEXT)).clamp(16, 1 << 20);
-            let template = choose_template(&gguf, &tokenizer)?;
-            let policy = TurnPolicy::derive(&template, &tokenizer)?;
-            let mut quantization = BTreeMap::new();
-            for t in &gguf.tensors {
-                *quantization.entry(t.ty.name().to_owned()).or_insert(0) += 1;
-            }
-            let info = ModelInfo {
-                name: gguf.opt_str("general.name")?.map(str::to_owned),
-                architecture: config.architecture.name().to_owned(),
-                n_params: gguf.tensors.iter().map(|t| t.n_elements()).sum(),
-                quantization,
-                train_context: config.train_context,
-                context_length: capacity,
-                n_vocab: tokenizer.n_vocab(),
-                n_layers: config.n_layers,
-                n_embd: config.n_embd,
-                template_source: template.source(),
-                template: template.text().to_owned(),
-                bos: tokenizer.bos,
-                eos: tokenizer.eos,
-            };
-            (gguf.detach(&bytes), tokenizer, config, template, policy, info)
-        };
+        let Parsed { header, tokenizer, config, template, policy, info } = parse(&bytes, options)?;
         let capacity = info.context_length;
         let isa = match options.backend {
             BackendChoice::Cpu => Some(Isa::best()),
@@ -241,7 +233,12 @@ impl Model {
             #[cfg(feature = "candle")]
             BackendChoice::Candle => None,
             #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
-            BackendChoice::Gpu => None,
+            BackendChoice::Gpu => {
+                let backend = crate::gpu::GpuBackend::new(charter_gpu::GpuOptions::default()).map_err(DecoderError::Backend)?;
+                let gguf = header.attach(&bytes)?;
+                let decoder = ModelDecoder::Gpu(Decoder::load(backend, &gguf, config, capacity)?);
+                return Ok(Model { info, tokenizer, template, policy, decoder });
+            }
         };
         // Charter's kernels read the weights where they lie, in the layout they read fastest.
         if isa.is_some() {
@@ -249,20 +246,66 @@ impl Model {
         }
         let bytes = Arc::new(bytes);
         let gguf = header.attach(&bytes)?;
-        let decoder = match (isa, options.backend) {
-            (Some(isa), _) => ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?),
-            #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
-            (None, BackendChoice::Gpu) => {
-                let backend = crate::gpu::GpuBackend::new(charter_gpu::GpuOptions::default()).map_err(DecoderError::Backend)?;
-                ModelDecoder::Gpu(Decoder::load(backend, &gguf, config, capacity)?)
-            }
+        let decoder = match isa {
+            Some(isa) => ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?),
             #[cfg(feature = "candle")]
-            (None, _) => ModelDecoder::Candle(Decoder::load(CandleBackend, &gguf, config, capacity)?),
+            None => ModelDecoder::Candle(Decoder::load(CandleBackend, &gguf, config, capacity)?),
             #[cfg(not(feature = "candle"))]
-            (None, _) => unreachable!("without candle every backend is Charter's or the GPU's"),
+            None => unreachable!("without candle every CPU backend is Charter's"),
         };
         Ok(Model { info, tokenizer, template, policy, decoder })
     }
+
+    /// Validates a GGUF model and loads it onto an open GPU device (`options.backend` is
+    /// not consulted). The weights are uploaded; `bytes` is only read, so a caller can
+    /// still load them on the CPU if the device fails.
+    #[cfg(feature = "gpu")]
+    pub fn load_on_gpu(bytes: &[u8], options: &LoadOptions, gpu: charter_gpu::Gpu) -> Result<Model, LoadError> {
+        let Parsed { header, tokenizer, config, template, policy, info } = parse(bytes, options)?;
+        let capacity = info.context_length;
+        let gguf = header.attach(bytes)?;
+        let decoder = ModelDecoder::Gpu(Decoder::load(crate::gpu::GpuBackend::on(gpu), &gguf, config, capacity)?);
+        Ok(Model { info, tokenizer, template, policy, decoder })
+    }
+}
+
+/// Everything of a model but its decoder.
+struct Parsed {
+    header: crate::gguf::GgufHeader,
+    tokenizer: Tokenizer,
+    config: DecoderConfig,
+    template: ChatTemplate,
+    policy: TurnPolicy,
+    info: ModelInfo,
+}
+
+fn parse(bytes: &[u8], options: &LoadOptions) -> Result<Parsed, LoadError> {
+    let gguf = Gguf::parse(bytes)?;
+    let tokenizer = Tokenizer::from_gguf(&gguf)?;
+    let config = DecoderConfig::from_gguf(&gguf, tokenizer.n_vocab())?;
+    let capacity = options.context_length.unwrap_or(config.train_context.min(DEFAULT_CONTEXT)).clamp(16, 1 << 20);
+    let template = choose_template(&gguf, &tokenizer)?;
+    let policy = TurnPolicy::derive(&template, &tokenizer)?;
+    let mut quantization = BTreeMap::new();
+    for t in &gguf.tensors {
+        *quantization.entry(t.ty.name().to_owned()).or_insert(0) += 1;
+    }
+    let info = ModelInfo {
+        name: gguf.opt_str("general.name")?.map(str::to_owned),
+        architecture: config.architecture.name().to_owned(),
+        n_params: gguf.tensors.iter().map(|t| t.n_elements()).sum(),
+        quantization,
+        train_context: config.train_context,
+        context_length: capacity,
+        n_vocab: tokenizer.n_vocab(),
+        n_layers: config.n_layers,
+        n_embd: config.n_embd,
+        template_source: template.source(),
+        template: template.text().to_owned(),
+        bos: tokenizer.bos,
+        eos: tokenizer.eos,
+    };
+    Ok(Parsed { header: gguf.detach(bytes), tokenizer, config, template, policy, info })
 }
 
 fn choose_template(gguf: &Gguf<'_>, tokenizer: &Tokenizer) -> Result<ChatTemplate, LoadError> {
@@ -310,6 +353,10 @@ impl LanguageModel for ModelDecoder {
         let n_vocab = self.config().n_vocab;
         let flat = ModelDecoder::forward(self, tokens, true)?;
         Ok(flat.chunks(n_vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    async fn forward_into_async(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), ModelError> {
+        Ok(ModelDecoder::forward_async(self, tokens, logits).await?)
     }
 }
 

@@ -78,6 +78,31 @@ fn teacher_forced_logits_follow_the_cpu_backend() {
 }
 
 #[test]
+fn the_asynchronous_path_reads_what_the_blocking_one_does() {
+    let bytes = model_bytes(SMOLLM2);
+    let mut gpu = load_on(&bytes, BackendChoice::Gpu);
+    let prompt = gpu.tokenizer.encode("The lighthouse keeper opened the bottle and read", false).unwrap();
+    let blocking = LanguageModel::forward(&mut gpu.decoder, &prompt).unwrap();
+    let state = gpu.decoder.save_state(prompt.len()).unwrap();
+    LanguageModel::truncate(&mut gpu.decoder, 0);
+    let mut logits = Vec::new();
+    pollster::block_on(gpu.decoder.forward_async(&prompt, &mut logits)).unwrap();
+    assert_eq!(logits, blocking);
+    assert_eq!(pollster::block_on(gpu.decoder.save_state_async(prompt.len())).unwrap(), state);
+}
+
+#[test]
+fn the_device_check_passes_on_a_working_device_for_both_models() {
+    for file in [SMOLLM2, GEMMA3] {
+        let gpu = charter_gpu::Gpu::new_blocking(charter_gpu::GpuOptions::default()).unwrap();
+        pollster::block_on(charter_engine::gpu::check_device(&gpu, &model_bytes(file))).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    // A file whose weights are not what the header says fails it, with a reason.
+    let gpu = charter_gpu::Gpu::new_blocking(charter_gpu::GpuOptions::default()).unwrap();
+    assert!(pollster::block_on(charter_engine::gpu::check_device(&gpu, b"GGUF not really")).is_err());
+}
+
+#[test]
 fn truncation_reuse_and_saved_states_work_across_backends() {
     let bytes = model_bytes(SMOLLM2);
     let mut cpu = load_on(&bytes, BackendChoice::Cpu);

@@ -18,7 +18,7 @@ use charter_core::{GenerateOptions, GenerationStats, Message, StopReason};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A message with its request id and the protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +88,9 @@ pub enum Request {
         source: ModelSource,
         /// KV positions; the engine's default when absent.
         context_length: Option<usize>,
+        /// Which backend the user wants; the worker's choice when `Auto`.
+        #[serde(default)]
+        backend: BackendPreference,
     },
     /// Writes the assistant's next message. Answered by [`Event::Context`], a stream of
     /// [`Event::Token`]s and [`Event::Finished`].
@@ -175,6 +178,12 @@ pub enum Event {
     /// The worker is up; sent once, unasked, with id 0.
     Ready {
         /// Which backend runs and why.
+        backend: BackendReport,
+    },
+    /// The backend changed since [`Event::Ready`] (the GPU gave way to the CPU at a
+    /// load); sent unasked, with id 0.
+    Backend {
+        /// Which backend runs now and why.
         backend: BackendReport,
     },
     /// Progress of a download or a load.
@@ -266,6 +275,19 @@ pub enum BackendKind {
     WasmSimd,
     /// WebGPU compute shaders.
     WebGpu,
+}
+
+/// The backend a user asks for in Settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendPreference {
+    /// The GPU where the browser has a hardware adapter that opens, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU kernels, whatever the browser offers.
+    Cpu,
+    /// The GPU wherever an adapter opens, a software one included.
+    Gpu,
 }
 
 /// Which backend runs, and why.

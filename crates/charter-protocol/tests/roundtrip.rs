@@ -23,8 +23,12 @@ fn requests() -> Vec<Request> {
                 sha256: Some("ab".into()),
             },
         },
-        Request::Load { source: ModelSource::Stored { url: "/models/m.gguf".into() }, context_length: Some(512) },
-        Request::Load { source: ModelSource::File { name: "x.gguf".into() }, context_length: None },
+        Request::Load {
+            source: ModelSource::Stored { url: "/models/m.gguf".into() },
+            context_length: Some(512),
+            backend: BackendPreference::Gpu,
+        },
+        Request::Load { source: ModelSource::File { name: "x.gguf".into() }, context_length: None, backend: BackendPreference::Auto },
         Request::Generate {
             messages: vec![Message::user("<|im_start|>system\nhi"), Message::assistant("ok")],
             options: GenerateOptions::default(),
@@ -59,6 +63,15 @@ fn events() -> Vec<Event> {
                 webgpu_description: None,
                 kernels: "wasm-relaxed-simd".into(),
                 reason: "no adapter".into(),
+            },
+        },
+        Event::Backend {
+            backend: BackendReport {
+                chosen: BackendKind::WasmSimd,
+                webgpu_adapter: true,
+                webgpu_description: Some("gpu".into()),
+                kernels: "wasm-simd128".into(),
+                reason: "fell back".into(),
             },
         },
         Event::Progress { phase: Phase::Downloading, done: 5, total: Some(10) },

@@ -3,7 +3,7 @@
 //! `web/README.md`).
 
 use charter_core::Role;
-use charter_protocol::{BackendKind, Origin};
+use charter_protocol::{BackendKind, BackendPreference, Origin};
 use leptos::ev;
 use leptos::html;
 use leptos::prelude::*;
@@ -398,6 +398,29 @@ fn Settings(state: AppState) -> impl IntoView {
             <p class="hint">"The same seed, settings and conversation give the same reply."</p>
             <Preferences state />
             <h2>"Backend"</h2>
+            <label>
+                <span>"Run the model on"</span>
+                <select
+                    data-testid="setting-backend"
+                    prop:value=move || match state.backend_choice.get() {
+                        BackendPreference::Auto => "auto",
+                        BackendPreference::Cpu => "cpu",
+                        BackendPreference::Gpu => "gpu",
+                    }
+                    on:change=move |e| {
+                        let choice = match event_target_value(&e).as_str() {
+                            "cpu" => BackendPreference::Cpu,
+                            "gpu" => BackendPreference::Gpu,
+                            _ => BackendPreference::Auto,
+                        };
+                        state.choose_backend(choice);
+                    }
+                >
+                    <option value="auto">"Automatic: the GPU when this device has one"</option>
+                    <option value="cpu">"The CPU"</option>
+                    <option value="gpu">"The GPU, even a software one"</option>
+                </select>
+            </label>
             <p data-testid="backend-reason">{move || state.backend.get().map(|b| b.reason).unwrap_or_default()}</p>
             <p data-testid="backend-kernels">{move || {
                 let kernels = state.backend.get().map(|b| b.kernels).unwrap_or_default();

@@ -7,7 +7,7 @@ use charter_core::catalog::{Catalog, CatalogModel};
 use charter_core::constitution::{Constitution, OperatorConfig, UserSettings};
 use charter_core::{GenerateOptions, Role};
 use charter_protocol::{
-    BackendReport, ContextToken, ErrorKind, Event, LoadedModel, ModelRef, ModelSource, Phase, Request, StoredModel,
+    BackendPreference, BackendReport, ContextToken, ErrorKind, Event, LoadedModel, ModelRef, ModelSource, Phase, Request, StoredModel,
     TokenText,
 };
 use leptos::prelude::*;
@@ -152,6 +152,16 @@ pub struct AppState {
     /// The outcome of the last configuration: `Ok` with what changed, `Err` with why it
     /// was refused.
     pub config_result: RwSignal<Option<Result<String, String>>>,
+    /// The backend the user asks for (kept on the device), sent with every load.
+    pub backend_choice: RwSignal<BackendPreference>,
+}
+
+/// Where the backend preference is kept.
+const BACKEND_KEY: &str = "charter-backend";
+
+fn saved_backend() -> BackendPreference {
+    let text = web_sys::window().and_then(|w| w.local_storage().ok().flatten()).and_then(|s| s.get_item(BACKEND_KEY).ok().flatten());
+    text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
 }
 
 /// Checks layers against the constitution compiled into the app.
@@ -228,6 +238,22 @@ impl AppState {
             configuring: RwSignal::new(false),
             speed: RwSignal::new(SpeedTest::NotRun),
             config_result: RwSignal::new(None),
+            backend_choice: RwSignal::new(saved_backend()),
+        }
+    }
+
+    /// Keeps the user's backend choice and reloads the model on it.
+    pub fn choose_backend(self, choice: BackendPreference) {
+        self.backend_choice.set(choice);
+        if let (Some(storage), Ok(text)) =
+            (web_sys::window().and_then(|w| w.local_storage().ok().flatten()), serde_json::to_string(&choice))
+        {
+            let _ = storage.set_item(BACKEND_KEY, &text);
+        }
+        if let Some(ModelSource::Stored { url }) = self.active.get_untracked() {
+            if self.generating.get_untracked().is_none() {
+                self.load_stored(url);
+            }
         }
     }
 
@@ -447,7 +473,7 @@ impl AppState {
     /// Loads a stored model.
     pub fn load_stored(self, url: String) {
         let source = ModelSource::Stored { url };
-        let id = client::send(Request::Load { source: source.clone(), context_length: None });
+        let id = client::send(Request::Load { source: source.clone(), context_length: None, backend: self.backend_choice.get_untracked() });
         remember(id, Pending::Load);
         self.active.set(Some(source));
         self.model.set(None);
@@ -457,7 +483,8 @@ impl AppState {
     /// Loads a model file from the user's disk; it never leaves the browser.
     pub fn load_file(self, file: web_sys::File) {
         let source = ModelSource::File { name: file.name() };
-        let id = client::send_with(Request::Load { source: source.clone(), context_length: None }, Some(file.into()));
+        let request = Request::Load { source: source.clone(), context_length: None, backend: self.backend_choice.get_untracked() };
+        let id = client::send_with(request, Some(file.into()));
         remember(id, Pending::Load);
         self.active.set(Some(source));
         self.model.set(None);
@@ -501,6 +528,7 @@ impl AppState {
                 self.configure(self.operator.get_untracked(), self.user_settings.get_untracked());
                 self.list(true);
             }
+            Event::Backend { backend } => self.backend.set(Some(backend)),
             Event::Benchmarked { result, engine } => {
                 forget(id);
                 let prefill = result

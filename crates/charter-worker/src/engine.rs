@@ -77,9 +77,38 @@ impl Engine {
     /// Loads a GGUF held in memory and composes its system block under `layers`. A
     /// block that cannot be composed (the operator's text over its cap, a window too
     /// small for the hard limits) fails the load: Charter does not run without it.
-    pub fn load(bytes: Vec<u8>, context_length: Option<usize>, layers: &Layers) -> Result<Engine, WorkerError> {
-        let model = Model::load_owned(bytes, &LoadOptions { context_length, ..LoadOptions::default() })
-            .map_err(|e| WorkerError::new(ErrorKind::BadModel, format!("this file is not a model Charter can run: {e}")))?;
+    ///
+    /// With a GPU device the model goes onto it once the device's products agree with
+    /// the CPU's on the model's own weights; if they do not, or the load fails there, the
+    /// model runs on the CPU and the second value says why.
+    pub async fn load(
+        bytes: Vec<u8>,
+        context_length: Option<usize>,
+        layers: &Layers,
+        gpu: Option<charter_gpu::Gpu>,
+    ) -> Result<(Engine, Option<String>), WorkerError> {
+        let options = LoadOptions { context_length, ..LoadOptions::default() };
+        let bad = |e: charter_engine::LoadError| WorkerError::new(ErrorKind::BadModel, format!("this file is not a model Charter can run: {e}"));
+        let mut fell_back = None;
+        let mut on_gpu = None;
+        if let Some(gpu) = gpu {
+            match charter_engine::gpu::check_device(&gpu, &bytes).await {
+                Ok(()) => match Model::load_on_gpu(&bytes, &options, gpu) {
+                    Ok(model) => on_gpu = Some(model),
+                    Err(e @ charter_engine::LoadError::Decoder(_)) => fell_back = Some(format!("the model did not load on the GPU ({e})")),
+                    Err(e) => return Err(bad(e)),
+                },
+                Err(why) => fell_back = Some(format!("the GPU failed Charter's check ({why})")),
+            }
+        }
+        let model = match on_gpu {
+            Some(model) => model,
+            None => Model::load_owned(bytes, &options).map_err(bad)?,
+        };
+        Ok((Engine::new(model, layers)?, fell_back))
+    }
+
+    fn new(model: Model, layers: &Layers) -> Result<Engine, WorkerError> {
         let Model { info, tokenizer, template, policy, decoder } = model;
         let constitution = builtin()?;
         let (_, profile) = constitution.profile_for(info.name.as_deref().unwrap_or(""), &info.architecture);
@@ -143,20 +172,22 @@ impl Engine {
 
     /// Prefills [`Engine::shared_prefix`], so the first reply of every conversation
     /// reuses it. Returns how many tokens that is.
-    pub fn warm(&mut self) -> Result<usize, WorkerError> {
+    pub async fn warm(&mut self) -> Result<usize, WorkerError> {
         let prefix = self.shared_prefix();
         self.session
-            .prefill(&prefix)
+            .prefill_async(&prefix)
+            .await
             .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("preparing the system block: {e}")))?;
         Ok(prefix.len())
     }
 
     /// The KV state after the shared prefix, once [`Engine::warm`] has run.
-    pub fn save_state(&self) -> Result<Vec<u8>, WorkerError> {
+    pub async fn save_state(&self) -> Result<Vec<u8>, WorkerError> {
         let n = self.session.cached_tokens().len();
         self.session
             .model()
-            .save_state(n)
+            .save_state_async(n)
+            .await
             .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("saving the model's state: {e}")))
     }
 

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use charter_core::GenerateHooks;
 use charter_protocol::{
-    decode, encode, Envelope, ErrorKind, Event, ModelRef, ModelSource, Phase, Request, WorkerError,
+    decode, encode, BackendPreference, BackendReport, Envelope, ErrorKind, Event, ModelRef, ModelSource, Phase, Request, WorkerError,
 };
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
@@ -31,6 +31,10 @@ struct State {
     layers: RefCell<Layers>,
     /// What the loaded model's saved states are filed under (stored models only).
     state_model: RefCell<Option<state_store::ModelKey>>,
+    /// The backend chosen at start, and why.
+    backend: RefCell<Option<BackendReport>>,
+    /// The backend the page was last told of.
+    shown_backend: RefCell<Option<BackendReport>>,
 }
 
 fn post(id: u64, event: Event) {
@@ -45,6 +49,7 @@ fn post_error(id: u64, error: WorkerError) {
 pub fn start() {
     console_error_panic_hook::set_once();
     let state = Rc::new(State::default());
+    let handler_state = state.clone();
     let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
         let (text, attachment) = match message.data().dyn_into::<Array>() {
             Ok(parts) => (parts.get(0).as_string(), Some(parts.get(1))),
@@ -55,13 +60,16 @@ pub fn start() {
             Some(Err(e)) => return post_error(0, WorkerError::new(ErrorKind::Protocol, e.to_string())),
             None => return post_error(0, WorkerError::new(ErrorKind::Protocol, "a message that is not protocol text")),
         };
-        let state = state.clone();
+        let state = handler_state.clone();
         wasm_bindgen_futures::spawn_local(handle(state, envelope.id, envelope.body, attachment));
     });
     scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
     handler.forget();
-    wasm_bindgen_futures::spawn_local(async {
-        post(0, Event::Ready { backend: backend::detect().await });
+    wasm_bindgen_futures::spawn_local(async move {
+        let report = backend::detect().await;
+        state.backend.replace(Some(report.clone()));
+        state.shown_backend.replace(Some(report.clone()));
+        post(0, Event::Ready { backend: report });
     });
 }
 
@@ -74,7 +82,7 @@ async fn handle(state: Rc<State>, id: u64, request: Request, attachment: Option<
             Ok(())
         }
         Request::Download { model } => download(id, &model).await,
-        Request::Load { source, context_length } => load(&state, id, source, context_length, attachment).await,
+        Request::Load { source, context_length, backend } => load(&state, id, source, context_length, backend, attachment).await,
         Request::Generate { messages, options, predict_user } => {
             generate(&state, id, &messages, &options, predict_user).await
         }
@@ -123,13 +131,14 @@ async fn load(
     id: u64,
     source: ModelSource,
     context_length: Option<usize>,
+    backend: BackendPreference,
     attachment: Option<JsValue>,
 ) -> Result<(), WorkerError> {
     if state.generating.get().is_some() || state.loading.get() {
         return Err(WorkerError::new(ErrorKind::Busy, "the worker is busy; stop the reply first"));
     }
     state.loading.set(true);
-    let result = load_inner(state, id, source, context_length, attachment).await;
+    let result = load_inner(state, id, source, context_length, backend, attachment).await;
     state.loading.set(false);
     result
 }
@@ -139,6 +148,7 @@ async fn load_inner(
     id: u64,
     source: ModelSource,
     context_length: Option<usize>,
+    preference: BackendPreference,
     attachment: Option<JsValue>,
 ) -> Result<(), WorkerError> {
     post(id, Event::Progress { phase: Phase::Reading, done: 0, total: None });
@@ -167,8 +177,33 @@ async fn load_inner(
         ModelSource::Stored { url } => Some((url.clone(), bytes.len())),
         ModelSource::File { .. } => None,
     };
-    // The engine keeps the bytes: its kernels read the weights where they lie.
-    let mut engine = Engine::load(bytes, context_length, &layers)?;
+    // On the CPU the engine keeps the bytes (its kernels read the weights where they lie);
+    // on the GPU they are uploaded and released.
+    let detected = state.backend.borrow().clone();
+    let Some(detected) = detected else {
+        return Err(WorkerError::new(ErrorKind::Busy, "the worker is still looking for a GPU; try again in a moment"));
+    };
+    let (mut report, want_gpu) = backend::for_preference(&detected, preference);
+    let gpu = if want_gpu {
+        match charter_gpu::Gpu::new(charter_gpu::GpuOptions::default()).await {
+            Ok(gpu) => Some(gpu),
+            Err(e) => {
+                backend::fall_back(&mut report, &format!("the GPU did not open ({e})"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (mut engine, fell_back) = Engine::load(bytes, context_length, &layers, gpu).await?;
+    if let Some(why) = fell_back {
+        backend::fall_back(&mut report, &why);
+    }
+    // Where the backend is shown, say what runs this model.
+    if state.shown_backend.borrow().as_ref() != Some(&report) {
+        state.shown_backend.replace(Some(report.clone()));
+        post(0, Event::Backend { backend: report });
+    }
     let restored = prepare(id, &mut engine, state_model.as_ref()).await?;
     state.state_model.replace(state_model);
     let mut model = engine.describe(now() - started);
@@ -195,9 +230,9 @@ async fn prepare(id: u64, engine: &mut Engine, state_model: Option<&state_store:
     }
     post(id, Event::Progress { phase: Phase::Preparing, done: 0, total: Some(prefix.len() as u64) });
     yield_now().await;
-    engine.warm()?;
+    engine.warm().await?;
     if let (Some(key), Some((url, _))) = (&key, state_model) {
-        if let Ok(bytes) = engine.save_state() {
+        if let Ok(bytes) = engine.save_state().await {
             // One state per model: storage stays bounded whatever the configurations.
             state_store::delete_for(url).await;
             state_store::put(key, &bytes).await;
@@ -254,6 +289,10 @@ async fn benchmark(state: &State, id: u64, plan: Option<charter_core::bench::Ben
     let Some(mut engine) = state.engine.borrow_mut().take() else {
         return Err(WorkerError::new(ErrorKind::NoModel, "load a model before timing it"));
     };
+    if engine.session.model().is_gpu() {
+        state.engine.replace(Some(engine));
+        return Err(WorkerError::new(ErrorKind::Internal, "the speed test times the CPU backend only, and this model runs on the GPU"));
+    }
     state.loading.set(true);
     // Let the UI show that the test runs before the worker is busy for seconds.
     yield_now().await;
@@ -330,7 +369,8 @@ async fn run(
     let Engine { tokenizer, policy, session, .. } = engine;
     let reply = {
         let mut generation = session
-            .start(&prompt.ids, tokenizer, policy, &options, &mut hooks)
+            .start_async(&prompt.ids, tokenizer, policy, &options, &mut hooks)
+            .await
             .map_err(|e| match e {
                 charter_core::GenerateError::PromptTooLong { n_prompt, capacity } => WorkerError::new(
                     ErrorKind::Prompt,
@@ -341,7 +381,7 @@ async fn run(
         let mut last_yield = now();
         loop {
             if let Some(reply) =
-                generation.step(&mut hooks).map_err(|e| WorkerError::new(ErrorKind::Internal, e.to_string()))?
+                generation.step_async(&mut hooks).await.map_err(|e| WorkerError::new(ErrorKind::Internal, e.to_string()))?
             {
                 break reply;
             }
