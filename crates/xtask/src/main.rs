@@ -172,6 +172,12 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     tidy::check(&workspace_root())?;
     let mut c = cargo();
     c.args(["test", "--workspace"]).args(extra);
+    // Mesa's Vulkan drivers complain on every device opened without a runtime folder.
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("charter-runtime");
+        std::fs::create_dir_all(&dir)?;
+        c.env("XDG_RUNTIME_DIR", &dir);
+    }
     run(c)?;
     // The kernels, the protocol and the worker's pure parts, compiled to wasm and run in
     // headless Chromium by wasm-bindgen-test; the kernels again in the relaxed-SIMD build;

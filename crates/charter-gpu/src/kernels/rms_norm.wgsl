@@ -23,8 +23,10 @@ const WG: u32 = 64u;
 
 var<workgroup> partial: array<f32, 64>;
 
-// Sum of partial[0..64] into partial[0].
-fn reduce(lid: u32) {
+// 1 / sqrt(mean(x²) + eps) of a run, from each invocation's part `ss` of Σ x², added in
+// a tree in workgroup memory.
+fn inverse_rms(ss: f32, lid: u32) -> f32 {
+    partial[lid] = ss;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s >>= 1u) {
         if (lid < s) {
@@ -32,6 +34,7 @@ fn reduce(lid: u32) {
         }
         workgroupBarrier();
     }
+    return 1.0 / sqrt(partial[0] / f32(p.len) + p.eps);
 }
 
 @compute @workgroup_size(64)
@@ -50,9 +53,7 @@ fn rms_norm(
         let v = a[base + i];
         ss += v * v;
     }
-    partial[lid] = ss;
-    reduce(lid);
-    let scale = 1.0 / sqrt(partial[0] / f32(p.len) + p.eps);
+    let scale = inverse_rms(ss, lid);
     for (var i = lid; i < p.len; i += WG) {
         out[base + i] = (a[base + i] * scale) * w[i];
     }
@@ -75,9 +76,7 @@ fn add_rms_norm(
         sum[base + i] = v;
         ss += v * v;
     }
-    partial[lid] = ss;
-    reduce(lid);
-    let scale = 1.0 / sqrt(partial[0] / f32(p.len) + p.eps);
+    let scale = inverse_rms(ss, lid);
     for (var i = lid; i < p.len; i += WG) {
         out[base + i] = ((a[base + i] + b[base + i]) * scale) * w[i];
     }

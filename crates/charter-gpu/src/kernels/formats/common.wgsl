@@ -5,7 +5,8 @@
 // 18, 22, 34 or 210 bytes sit at any byte offset), padded with one spare word so that a
 // read of the last bytes never leaves the buffer. Each format file defines
 // `BLOCK_VALUES`, `BLOCK_BYTES` and `dequant8(block_byte, group)`: the eight values of
-// group `group` of the block starting at byte `block_byte`.
+// group `group` of the block starting at byte `block_byte`, from the helpers below
+// (unaligned words, halves, nibbles, fifth bits, the k-quants' packed scales).
 
 struct Eight {
     lo: vec4<f32>,
@@ -51,6 +52,28 @@ fn low_nibbles(w: u32) -> vec4<f32> {
 
 fn high_nibbles(w: u32) -> vec4<f32> {
     return bytes4((w >> 4u) & 0x0f0f0f0fu);
+}
+
+// Eight 4-bit values: the low nibbles of the bytes of `w0` then `w1`, or their high
+// nibbles when `high`.
+fn nibbles8(w0: u32, w1: u32, high: bool) -> Eight {
+    if (high) {
+        return Eight(high_nibbles(w0), high_nibbles(w1));
+    }
+    return Eight(low_nibbles(w0), low_nibbles(w1));
+}
+
+// The 6-bit scale and minimum of sub-block `j` (0..8) of the Q4_K or Q5_K block at byte
+// `b` (whose 12 bytes of packed scales start at b + 4).
+fn scale_min_k4(b: u32, j: u32) -> vec2<f32> {
+    let s = b + 4u;
+    if (j < 4u) {
+        return vec2<f32>(f32(byte_at(s + j) & 63u), f32(byte_at(s + j + 4u) & 63u));
+    }
+    let hi = byte_at(s + j + 4u);
+    let sc = (hi & 0x0fu) | ((byte_at(s + j - 4u) >> 6u) << 4u);
+    let m = (hi >> 4u) | ((byte_at(s + j) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(m));
 }
 
 // Bits `first..first + 4` of `bits`, one per lane, each moved to bit 4 (the fifth bit

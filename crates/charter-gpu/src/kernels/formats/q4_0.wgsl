@@ -6,10 +6,6 @@ const BLOCK_BYTES: u32 = 18u;
 fn dequant8(b: u32, g: u32) -> Eight {
     let d = f16_at(b);
     let at = b + 2u + 8u * (g & 1u);
-    let w0 = word_at(at);
-    let w1 = word_at(at + 4u);
-    if (g < 2u) {
-        return Eight(d * (low_nibbles(w0) - 8.0), d * (low_nibbles(w1) - 8.0));
-    }
-    return Eight(d * (high_nibbles(w0) - 8.0), d * (high_nibbles(w1) - 8.0));
+    let q = nibbles8(word_at(at), word_at(at + 4u), g >= 2u);
+    return Eight(d * (q.lo - 8.0), d * (q.hi - 8.0));
 }

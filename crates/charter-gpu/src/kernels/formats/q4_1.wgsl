@@ -7,10 +7,6 @@ fn dequant8(b: u32, g: u32) -> Eight {
     let d = f16_at(b);
     let m = f16_at(b + 2u);
     let at = b + 4u + 8u * (g & 1u);
-    let w0 = word_at(at);
-    let w1 = word_at(at + 4u);
-    if (g < 2u) {
-        return Eight(d * low_nibbles(w0) + m, d * low_nibbles(w1) + m);
-    }
-    return Eight(d * high_nibbles(w0) + m, d * high_nibbles(w1) + m);
+    let q = nibbles8(word_at(at), word_at(at + 4u), g >= 2u);
+    return Eight(d * q.lo + m, d * q.hi + m);
 }

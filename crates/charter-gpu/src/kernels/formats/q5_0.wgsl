@@ -7,17 +7,6 @@ fn dequant8(b: u32, g: u32) -> Eight {
     let d = f16_at(b);
     let qh = word_at(b + 2u);
     let at = b + 6u + 8u * (g & 1u);
-    let w0 = word_at(at);
-    let w1 = word_at(at + 4u);
-    var lo: vec4<f32>;
-    var hi: vec4<f32>;
-    if (g < 2u) {
-        lo = low_nibbles(w0);
-        hi = low_nibbles(w1);
-    } else {
-        lo = high_nibbles(w0);
-        hi = high_nibbles(w1);
-    }
-    let first = 8u * g;
-    return Eight(d * (lo + fifth_bits(qh, first) - 16.0), d * (hi + fifth_bits(qh, first + 4u) - 16.0));
+    let q = nibbles8(word_at(at), word_at(at + 4u), g >= 2u);
+    return Eight(d * (q.lo + fifth_bits(qh, 8u * g) - 16.0), d * (q.hi + fifth_bits(qh, 8u * g + 4u) - 16.0));
 }

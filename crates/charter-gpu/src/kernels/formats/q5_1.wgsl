@@ -8,17 +8,6 @@ fn dequant8(b: u32, g: u32) -> Eight {
     let m = f16_at(b + 2u);
     let qh = word_at(b + 4u);
     let at = b + 8u + 8u * (g & 1u);
-    let w0 = word_at(at);
-    let w1 = word_at(at + 4u);
-    var lo: vec4<f32>;
-    var hi: vec4<f32>;
-    if (g < 2u) {
-        lo = low_nibbles(w0);
-        hi = low_nibbles(w1);
-    } else {
-        lo = high_nibbles(w0);
-        hi = high_nibbles(w1);
-    }
-    let first = 8u * g;
-    return Eight(d * (lo + fifth_bits(qh, first)) + m, d * (hi + fifth_bits(qh, first + 4u)) + m);
+    let q = nibbles8(word_at(at), word_at(at + 4u), g >= 2u);
+    return Eight(d * (q.lo + fifth_bits(qh, 8u * g)) + m, d * (q.hi + fifth_bits(qh, 8u * g + 4u)) + m);
 }

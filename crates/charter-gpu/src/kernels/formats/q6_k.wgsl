@@ -15,19 +15,9 @@ fn dequant8(b: u32, g: u32) -> Eight {
     let d = f16_at(b + 208u) * sc;
     let ql = b + 64u * n + l + 32u * (k & 1u);
     let qh = b + 128u + 32u * n + l;
-    let q0 = word_at(ql);
-    let q1 = word_at(ql + 4u);
-    var lo: vec4<f32>;
-    var hi: vec4<f32>;
-    if (k < 2u) {
-        lo = low_nibbles(q0);
-        hi = low_nibbles(q1);
-    } else {
-        lo = high_nibbles(q0);
-        hi = high_nibbles(q1);
-    }
+    let q = nibbles8(word_at(ql), word_at(ql + 4u), k >= 2u);
     let shift = 2u * k;
     let t0 = bytes4((word_at(qh) >> shift) & 0x03030303u) * 16.0;
     let t1 = bytes4((word_at(qh + 4u) >> shift) & 0x03030303u) * 16.0;
-    return Eight(d * (lo + t0 - 32.0), d * (hi + t1 - 32.0));
+    return Eight(d * (q.lo + t0 - 32.0), d * (q.hi + t1 - 32.0));
 }
