@@ -10,7 +10,7 @@ use charter_core::catalog::Catalog;
 use charter_core::{
     GenerateHooks, GenerateOptions, Message, Reply, SamplingParams, Session, TurnPolicy, Vocabulary, build_prompt,
 };
-use charter_engine::{LoadOptions, Model};
+use charter_engine::{LoadOptions, Model, ModelDecoder};
 use serde_json::json;
 
 use crate::constitution::{Layers, labels, with_system_block};
@@ -85,21 +85,64 @@ pub fn bench(args: &ModelArgs, plan: Option<&Path>, print_plan: bool, json: bool
     let mut session = Session::new(model.decoder);
     let clock = Instant::now();
     let result = session.measure(&plan, &mut || clock.elapsed().as_secs_f64())?;
+    let dispatches_per_token = dispatches_per_token(&mut session, &model.tokenizer, &model.policy, &plan.prompt[..1])?;
     let peak_rss_bytes = peak_rss();
+    let ms_per_token = 1e3 / result.decode_tokens_per_s();
     if json {
-        outln!("{}", json!({ "engine": engine, "load_seconds": load_seconds, "result": result, "peak_rss_bytes": peak_rss_bytes }));
+        let figures = json!({
+            "engine": engine,
+            "load_seconds": load_seconds,
+            "result": result,
+            "ms_per_token": ms_per_token,
+            "dispatches_per_token": dispatches_per_token,
+            "peak_rss_bytes": peak_rss_bytes,
+        });
+        outln!("{figures}");
         return Ok(());
     }
     outln!("{engine}: loaded in {load_seconds:.2} s");
     for p in &result.prefill {
         outln!("prefill of {} fresh tokens: {:.1} tokens/s", p.tokens, p.tokens as f64 / p.seconds);
     }
-    outln!("decode of {} tokens: {:.1} tokens/s", result.decode_tokens, result.decode_tokens_per_s());
+    outln!(
+        "decode of {} tokens: {:.1} tokens/s ({ms_per_token:.1} ms per token)",
+        result.decode_tokens,
+        result.decode_tokens_per_s()
+    );
+    if let Some(n) = dispatches_per_token {
+        outln!("dispatches per decoded token: {n}");
+    }
     outln!("second turn of {} tokens: first token after {:.3} s", result.turn_tokens, result.turn_seconds);
     if let Some(rss) = peak_rss_bytes {
         outln!("peak memory: {:.0} MB", rss as f64 / 1e6);
     }
     Ok(())
+}
+
+/// Kernel launches of one decode step as the app takes it (the model reads the token
+/// and the sampler's shortlist comes back), where the backend counts them (the GPU).
+/// The cache is left empty, as the speed test leaves it.
+fn dispatches_per_token(
+    session: &mut Session<ModelDecoder>,
+    vocab: &dyn Vocabulary,
+    policy: &TurnPolicy,
+    prompt: &[u32],
+) -> anyhow::Result<Option<u64>> {
+    if session.model().dispatches().is_none() || prompt.is_empty() {
+        return Ok(None);
+    }
+    session.rewind(0);
+    // Raw, so that no end of turn stops the reply before the step.
+    let options = GenerateOptions { sampling: SamplingParams::greedy(), max_tokens: 2, raw: true };
+    let count = pollster::block_on(async {
+        let mut hooks = charter_core::NoHooks;
+        let mut generation = session.start_async(prompt, vocab, policy, &options, &mut hooks).await?;
+        let before = generation.model().dispatches().unwrap_or_default();
+        generation.step_async(&mut hooks).await?;
+        anyhow::Ok(generation.model().dispatches().unwrap_or_default() - before)
+    })?;
+    session.rewind(0);
+    Ok(Some(count))
 }
 
 /// The process's peak resident memory, where the system tells it (Linux).
@@ -350,8 +393,7 @@ pub fn tokenize(args: &ModelArgs, special: bool, jsonl: Option<&Path>, text: Opt
             if line.trim().is_empty() {
                 continue;
             }
-            let row: serde_json::Value =
-                serde_json::from_str(&line).with_context(|| format!("line {} is not JSON", n + 1))?;
+            let row: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("line {} is not JSON", n + 1))?;
             let Some(text) = row.get("text").and_then(|t| t.as_str()) else {
                 bail!("line {} has no \"text\" string", n + 1);
             };
@@ -416,7 +458,11 @@ pub fn inspect(args: &ModelArgs, as_json: bool) -> anyhow::Result<()> {
     };
     outln!("stop tokens:    {}", show(&mut policy.stop_ids.iter().copied()));
     let n_masked = policy.masked_ids.len();
-    outln!("masked tokens:  {n_masked}: {}{}", show(&mut policy.masked_ids.iter().copied().take(12)), if n_masked > 12 { ", …" } else { "" });
+    outln!(
+        "masked tokens:  {n_masked}: {}{}",
+        show(&mut policy.masked_ids.iter().copied().take(12)),
+        if n_masked > 12 { ", …" } else { "" }
+    );
     outln!("stop strings:   {:?}", policy.stop_strings);
     outln!("--- chat template ---\n{}", info.template);
     Ok(())

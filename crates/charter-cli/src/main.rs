@@ -8,8 +8,8 @@ mod store;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
 use charter_engine::{BackendChoice, Isa};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "charter", version, about = "Charter: a private assistant that runs on your own machine")]
@@ -40,7 +40,9 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
         "gpu" => BackendChoice::Gpu,
         "scalar" => BackendChoice::CpuOn(Isa::Scalar),
         "avx2" => BackendChoice::CpuOn(Isa::Avx2),
-        other => return Err(format!("{other:?} is not a backend (cpu, scalar, avx2, gpu or candle)")),
+        other => {
+            return Err(format!("{other:?} is not a backend (cpu, scalar, avx2, gpu or candle)"));
+        }
     })
 }
 
@@ -93,7 +95,8 @@ enum Command {
         /// the same tokens), with each prompt as text too (`texts`).
         #[arg(long)]
         print_plan: bool,
-        /// Print JSON: `engine`, `load_seconds`, `result`, `peak_rss_bytes`.
+        /// Print JSON: `engine`, `load_seconds`, `result`, `ms_per_token`, `dispatches_per_token`
+        /// (null off the GPU), `peak_rss_bytes`.
         #[arg(long)]
         json: bool,
     },

@@ -169,7 +169,8 @@ fn tokenize_matches_the_reference() {
     for (got, want) in lines.iter().zip(&reference) {
         assert_eq!(got["ids"], want["ids"], "{}", want["text"]);
     }
-    let special = json_of(&charter(&["tokenize", "--model", smollm2().to_str().unwrap(), "--special", "--json", "<|im_start|>user"]));
+    let special =
+        json_of(&charter(&["tokenize", "--model", smollm2().to_str().unwrap(), "--special", "--json", "<|im_start|>user"]));
     assert_eq!(ids(&special["ids"]), vec![1, 4093]);
 }
 
@@ -269,7 +270,11 @@ fn compose_prints_the_documented_json_and_refuses_what_it_must() {
 
     let out = charter(&["compose", "--model", model, "--budget", "20"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("will not drop a hard limit"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("will not drop a hard limit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let bad = tmp("bad-operator.toml");
     std::fs::write(&bad, "disable = [\"not-human\"]\n").unwrap();
@@ -287,10 +292,29 @@ fn compose_prints_the_documented_json_and_refuses_what_it_must() {
 #[test]
 fn run_with_the_constitution_replaces_the_default_system_text() {
     let model = smollm2();
-    let out = charter(&["run", "--model", model.to_str().unwrap(), "--prompt", "Who are you?", "--max-tokens", "24", "--constitution", "--json"]);
+    let out = charter(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "Who are you?",
+        "--max-tokens",
+        "24",
+        "--constitution",
+        "--json",
+    ]);
     let v = json_of(&out);
     let prompt_ids = ids(&v["prompt_ids"]);
-    let plain = json_of(&charter(&["run", "--model", model.to_str().unwrap(), "--prompt", "Who are you?", "--max-tokens", "1", "--json"]));
+    let plain = json_of(&charter(&[
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "Who are you?",
+        "--max-tokens",
+        "1",
+        "--json",
+    ]));
     assert!(prompt_ids.len() > ids(&plain["prompt_ids"]).len() + 50, "the system block is in front");
     let text = json_of(&charter(&["tokenize", "--model", model.to_str().unwrap(), "--json", " named SmolLM"]));
     let needle = ids(&text["ids"]);
@@ -323,7 +347,10 @@ fn chat_prefills_the_system_block_once() {
     assert_eq!(reused.len(), 2, "{stderr}");
     let block = json_of(&charter(&["compose", "--model", smollm2().to_str().unwrap(), "--json"]));
     assert_eq!(reused[0], 0);
-    assert!(reused[1] > block["tokens"].as_u64().unwrap(), "the second turn reuses the system block and the first exchange: {stderr}");
+    assert!(
+        reused[1] > block["tokens"].as_u64().unwrap(),
+        "the second turn reuses the system block and the first exchange: {stderr}"
+    );
 }
 
 #[test]
@@ -373,4 +400,37 @@ fn masks_supervise_exactly_the_assistants_turns() {
     std::fs::write(&bad, r#"[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]"#).unwrap();
     let out = charter(&["masks", "--model", smollm2().to_str().unwrap(), bad.to_str().unwrap()]);
     assert!(!out.status.success(), "an assistant span that cannot be found is an error");
+}
+
+#[test]
+fn bench_prints_the_documented_json_and_counts_the_gpus_dispatches() {
+    let plan = tmp("plan.json");
+    let prompt: Vec<u32> = (100..112).collect();
+    let body =
+        serde_json::json!({ "prompt": prompt, "prefill": [4, 12], "decode": 3, "context": [100, 101, 102], "turn": [103, 104] });
+    std::fs::write(&plan, body.to_string()).unwrap();
+    let model = smollm2();
+    let run = |backend: &str| {
+        json_of(&charter(&[
+            "bench",
+            "--json",
+            "--backend",
+            backend,
+            "--model",
+            model.to_str().unwrap(),
+            "--plan",
+            plan.to_str().unwrap(),
+        ]))
+    };
+    let cpu = run("cpu");
+    for key in ["engine", "load_seconds", "result", "ms_per_token", "peak_rss_bytes"] {
+        assert!(!cpu[key].is_null(), "{key} missing: {cpu}");
+    }
+    assert_eq!(cpu["result"]["decode_tokens"], 3);
+    assert!(cpu["dispatches_per_token"].is_null(), "the CPU dispatches nothing: {cpu}");
+    // On the GPU a step of SmolLM2's 30 layers takes at most eleven dispatches a layer
+    // (q, k and v in one; gate and up in one) and a few for the head and the shortlist.
+    let gpu = run("gpu");
+    let dispatches = gpu["dispatches_per_token"].as_u64().unwrap_or_else(|| panic!("no dispatch count: {gpu}"));
+    assert!((30..=30 * 11 + 8).contains(&dispatches), "{dispatches} dispatches per token");
 }

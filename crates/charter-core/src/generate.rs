@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::TurnPolicy;
-use crate::sampling::{Sampler, SamplingParams};
+use crate::sampling::{Candidate, Sampler, SamplingParams, Shortlist};
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Stream;
 use crate::vocab::Vocabulary;
@@ -57,6 +57,30 @@ pub trait LanguageModel {
         logits: &'a mut Vec<f32>,
     ) -> impl std::future::Future<Output = Result<(), ModelError>> + 'a {
         async move { self.forward_into(tokens, logits) }
+    }
+
+    /// The longest [`Shortlist`] the model computes where its logits are (0: none, the
+    /// default): a GPU returns a token's candidates instead of a row of 49,152 logits.
+    fn shortlist_limit(&self) -> usize {
+        0
+    }
+
+    /// Like [`LanguageModel::forward_into_async`], but puts only `list`'s candidates of
+    /// the logits that follow into `out`. Called with `list.keep` at most
+    /// [`LanguageModel::shortlist_limit`]; the default reads the logits and applies the
+    /// list here.
+    fn forward_shortlist_async<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        list: &'a Shortlist,
+        out: &'a mut Vec<Candidate>,
+    ) -> impl std::future::Future<Output = Result<(), ModelError>> + 'a {
+        async move {
+            let mut logits = Vec::new();
+            self.forward_into_async(tokens, &mut logits).await?;
+            list.apply(&mut logits, out);
+            Ok(())
+        }
     }
 }
 
@@ -398,7 +422,9 @@ impl<M: LanguageModel> Session<M> {
         let start = hooks.now();
         let common = self.prepare(prompt);
         let logits = self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?;
-        Ok(self.begin(prompt, common, logits, start, vocab, policy, options, hooks))
+        let mut generation = self.begin(prompt, common, logits, start, vocab, policy, options);
+        generation.prefilled(hooks);
+        Ok(generation)
     }
 
     /// [`Session::start`] for a model that reads its results back asynchronously.
@@ -413,13 +439,14 @@ impl<M: LanguageModel> Session<M> {
         self.check_prompt(prompt)?;
         let start = hooks.now();
         let common = self.prepare(prompt);
-        let mut logits = Vec::new();
-        self.model.forward_into_async(&prompt[common..], &mut logits).await.map_err(GenerateError::Model)?;
-        Ok(self.begin(prompt, common, logits, start, vocab, policy, options, hooks))
+        let mut generation = self.begin(prompt, common, Vec::new(), start, vocab, policy, options);
+        generation.read_async(&prompt[common..]).await?;
+        generation.prefilled(hooks);
+        Ok(generation)
     }
 
-    /// The reply's state once the prompt's uncached tail (from `common`) has been read
-    /// and left `logits`.
+    /// The reply's state, with the prompt's uncached tail (from `common`) to be read or,
+    /// when `logits` holds a row, read already.
     #[allow(clippy::too_many_arguments)]
     fn begin<'a>(
         &'a mut self,
@@ -430,10 +457,7 @@ impl<M: LanguageModel> Session<M> {
         vocab: &'a dyn Vocabulary,
         policy: &TurnPolicy,
         options: &GenerateOptions,
-        hooks: &mut dyn GenerateHooks,
     ) -> Generation<'a, M> {
-        self.cached.extend_from_slice(&prompt[common..]);
-        let prefill_end = hooks.now();
         let raw = options.raw;
         let (masked, stop_ids): (Vec<u32>, BTreeSet<u32>) = if raw {
             (Vec::new(), BTreeSet::new())
@@ -455,11 +479,13 @@ impl<M: LanguageModel> Session<M> {
             prompt_len: prompt.len(),
             common,
             logits,
+            candidates: Vec::new(),
+            shortlisted: false,
             ids: Vec::new(),
             text: String::new(),
             first_token_at: None,
             start,
-            prefill_end,
+            prefill_end: start,
             finished: false,
         }
     }
@@ -489,7 +515,10 @@ pub struct Generation<'a, M> {
     history: Vec<u32>,
     prompt_len: usize,
     common: usize,
+    /// The next token's logits, or (when `shortlisted`) only its candidates.
     logits: Vec<f32>,
+    candidates: Vec<Candidate>,
+    shortlisted: bool,
     ids: Vec<u32>,
     text: String,
     first_token_at: Option<f64>,
@@ -505,6 +534,11 @@ impl<M> std::fmt::Debug for Generation<'_, M> {
 }
 
 impl<M: LanguageModel> Generation<'_, M> {
+    /// The model, for reports.
+    pub fn model(&self) -> &M {
+        &self.session.model
+    }
+
     /// Tokens sampled so far.
     pub fn ids(&self) -> &[u32] {
         &self.ids
@@ -518,6 +552,7 @@ impl<M: LanguageModel> Generation<'_, M> {
         }
         let ended = match self.sample_one(hooks) {
             Ok(Next::Feed(token)) => {
+                self.shortlisted = false;
                 let model = &mut self.session.model;
                 model.forward_into(&[token], &mut self.logits).map(|()| None).map_err(GenerateError::Model)
             }
@@ -533,15 +568,33 @@ impl<M: LanguageModel> Generation<'_, M> {
             return Ok(None);
         }
         let ended = match self.sample_one(hooks) {
-            Ok(Next::Feed(token)) => {
-                let model = &mut self.session.model;
-                let fed = [token];
-                model.forward_into_async(&fed, &mut self.logits).await.map(|()| None).map_err(GenerateError::Model)
-            }
+            Ok(Next::Feed(token)) => self.read_async(&[token]).await.map(|()| None),
             Ok(Next::End(reason, stop_string)) => Ok(Some((reason, stop_string))),
             Err(e) => Err(e),
         };
         self.settle(ended, hooks)
+    }
+
+    /// The prompt's tail has been read: the session records it, and the clock the end
+    /// of the prefill.
+    fn prefilled(&mut self, hooks: &mut dyn GenerateHooks) {
+        let s = &mut self.session;
+        s.cached.extend_from_slice(&self.history[self.common..self.prompt_len]);
+        self.prefill_end = hooks.now();
+    }
+
+    /// Reads `tokens`, keeping what the next token is sampled from: only the shortlist
+    /// where the model computes it itself (on a GPU), the whole row otherwise.
+    async fn read_async(&mut self, tokens: &[u32]) -> Result<(), GenerateError> {
+        let list = self.sampler.shortlist(&self.masked, &self.history);
+        let model = &mut self.session.model;
+        self.shortlisted = list.keep <= model.shortlist_limit();
+        let read = if self.shortlisted {
+            model.forward_shortlist_async(tokens, &list, &mut self.candidates).await
+        } else {
+            model.forward_into_async(tokens, &mut self.logits).await
+        };
+        read.map_err(GenerateError::Model)
     }
 
     /// After a step: the session records a token the model has read; an end finishes
@@ -585,12 +638,11 @@ impl<M: LanguageModel> Generation<'_, M> {
         if self.ids.len() >= self.max_tokens {
             return Ok(Next::End(StopReason::Length, None));
         }
-        for &id in &self.masked {
-            if let Some(l) = self.logits.get_mut(id as usize) {
-                *l = f32::NEG_INFINITY;
-            }
-        }
-        let token = self.sampler.sample(&mut self.logits, &self.history);
+        let token = if self.shortlisted {
+            self.sampler.pick(&self.candidates)
+        } else {
+            self.sampler.sample(&mut self.logits, &self.masked, &self.history)
+        };
         self.ids.push(token);
         self.history.push(token);
         hooks.on_token(token);

@@ -40,6 +40,6 @@ pub use generate::{
 };
 pub use policy::TurnPolicy;
 pub use prompt::{Prompt, PromptError, TokenOrigin, build_prompt};
-pub use sampling::{Sampler, SamplingParams};
+pub use sampling::{Candidate, Sampler, SamplingParams, Shortlist};
 pub use template::{ChatTemplate, TemplateError, TemplateSource, TemplateTokens};
 pub use vocab::{VocabError, Vocabulary};

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use charter_core::{
-    GenerateError, GenerateHooks, GenerateOptions, LanguageModel, ModelError, SamplingParams, Session, StopReason,
-    TurnPolicy, VocabError, Vocabulary,
+    Candidate, GenerateError, GenerateHooks, GenerateOptions, LanguageModel, ModelError, SamplingParams, Session, Shortlist,
+    StopReason, TurnPolicy, VocabError, Vocabulary,
 };
 
 const EOT: u32 = 256;
@@ -223,9 +223,21 @@ fn cancellation_limit_and_full_context() {
     small.capacity = 6;
     let err = Session::new(small).generate(&long, &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default());
     assert!(matches!(err, Err(GenerateError::PromptTooLong { .. })));
-    let err = Session::new(Scripted::new(&script, 0)).generate(&[], &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default());
+    let err = Session::new(Scripted::new(&script, 0)).generate(
+        &[],
+        &ByteVocab,
+        &policy(&[]),
+        &options(5, false),
+        &mut Record::default(),
+    );
     assert!(matches!(err, Err(GenerateError::EmptyPrompt)));
-    let err = Session::new(Scripted::new(&script, 1)).generate(&[9999], &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default());
+    let err = Session::new(Scripted::new(&script, 1)).generate(
+        &[9999],
+        &ByteVocab,
+        &policy(&[]),
+        &options(5, false),
+        &mut Record::default(),
+    );
     assert!(matches!(err, Err(GenerateError::BadToken(9999))));
 }
 
@@ -365,7 +377,10 @@ fn the_asynchronous_loop_gives_the_same_reply_and_cache() {
             }
         }
     });
-    assert_eq!((reply.text.as_str(), &reply.ids, reply.stop_reason), (sync_reply.text.as_str(), &sync_reply.ids, sync_reply.stop_reason));
+    assert_eq!(
+        (reply.text.as_str(), &reply.ids, reply.stop_reason),
+        (sync_reply.text.as_str(), &sync_reply.ids, sync_reply.stop_reason)
+    );
     // The cache holds the prompt and every token the model read (all but the last).
     assert_eq!(session.cached_tokens().len(), prompt.len() + reply.ids.len() - 1);
     assert_eq!(session.model().n_cached(), session.cached_tokens().len());
@@ -375,4 +390,79 @@ fn the_asynchronous_loop_gives_the_same_reply_and_cache() {
     assert_eq!(session.model().n_cached(), 4);
     // The synchronous loop refuses a model that only answers asynchronously, cleanly.
     assert!(session.generate(&bytes("R"), &ByteVocab, &policy(&[]), &options(5, false), &mut Record::default()).is_err());
+}
+
+/// A model that reduces its logits to the sampler's shortlist itself, as the GPU does,
+/// and remembers the lists it was asked for.
+struct Shortlisting(Scripted, Vec<Shortlist>);
+
+impl LanguageModel for Shortlisting {
+    fn n_vocab(&self) -> usize {
+        N_VOCAB
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+    fn n_cached(&self) -> usize {
+        self.0.n_cached()
+    }
+    fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+    fn forward(&mut self, _tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        Err("this model answers only with shortlists".into())
+    }
+    fn shortlist_limit(&self) -> usize {
+        8
+    }
+    fn forward_shortlist_async<'a>(
+        &'a mut self,
+        tokens: &'a [u32],
+        list: &'a Shortlist,
+        out: &'a mut Vec<Candidate>,
+    ) -> impl std::future::Future<Output = Result<(), ModelError>> + 'a {
+        async move {
+            OnePollLate(false).await;
+            let mut logits = self.0.forward(tokens)?;
+            list.apply(&mut logits, out);
+            self.1.push(list.clone());
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn a_model_that_shortlists_samples_what_the_whole_row_would() {
+    let mut script = bytes("a varied reply, long enough to draw from");
+    script.push(EOT);
+    let prompt = bytes("Q?");
+    let sampling =
+        SamplingParams { temperature: 4.0, top_k: 5, top_p: 0.9, repetition_penalty: 1.2, seed: 11, ..Default::default() };
+    for sampling in [sampling, SamplingParams::greedy()] {
+        let opts = GenerateOptions { sampling: sampling.clone(), max_tokens: 60, raw: false };
+        let (whole, _) = generate(&script, &[], opts.clone());
+        let mut session = Session::new(Shortlisting(Scripted::new(&script, prompt.len()), Vec::new()));
+        let mut rec = Record::default();
+        let reply = block_on(async {
+            let mut generation = session.start_async(&prompt, &ByteVocab, &policy(&[]), &opts, &mut rec).await.unwrap();
+            loop {
+                if let Some(reply) = generation.step_async(&mut rec).await.unwrap() {
+                    break reply;
+                }
+            }
+        });
+        assert_eq!((&reply.text, &reply.ids), (&whole.text, &whole.ids), "{sampling:?}");
+        // Every token, the first after the prompt included, came from a shortlist with
+        // the turn policy's masks and the sampler's cut.
+        let lists = &session.model().1;
+        assert_eq!(lists.len(), reply.ids.len());
+        let keep = if sampling.is_greedy() { 1 } else { 5 };
+        assert!(lists.iter().all(|l| l.keep == keep && l.masked.contains(&TURN) && l.masked.contains(&BOS)));
+    }
+    // Settings that need every logit (no top-k cut) read the whole row instead.
+    let all = SamplingParams { temperature: 1.0, top_k: 0, ..Default::default() };
+    let opts = GenerateOptions { sampling: all, max_tokens: 3, raw: false };
+    let mut session = Session::new(Shortlisting(Scripted::new(&script, prompt.len()), Vec::new()));
+    let started = block_on(session.start_async(&prompt, &ByteVocab, &policy(&[]), &opts, &mut Record::default()));
+    assert!(started.is_err(), "the whole row is asked for, and this model refuses it");
 }

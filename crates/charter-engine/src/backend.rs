@@ -12,6 +12,8 @@
 //! storage buffers on a GPU). The KV cache is allocated by the backend at load, at full
 //! capacity, and written in place: nothing grows during generation.
 
+use charter_core::{Candidate, Shortlist};
+
 use crate::gguf::Format;
 
 /// A backend failure.
@@ -113,6 +115,12 @@ pub trait Backend {
 
     /// Loads a weight matrix.
     fn matrix(&self, w: WeightData<'_>) -> Result<Self::Matrix, BackendError>;
+    /// Loads matrices that are applied to the same input (a layer's q, k and v; its
+    /// gate and up). A backend may stack them into fewer matrices that
+    /// [`Backend::matmul_each`] reads at once; by default each is its own.
+    fn matrices(&self, ws: &[WeightData<'_>]) -> Result<Vec<Self::Matrix>, BackendError> {
+        ws.iter().map(|&w| self.matrix(w)).collect()
+    }
     /// Loads a weight vector.
     fn vector(&self, w: WeightData<'_>) -> Result<Self::Vector, BackendError>;
     /// Allocates one layer's keys and values: `capacity` positions for `n_kv_heads`
@@ -125,6 +133,14 @@ pub trait Backend {
     fn embed(&self, table: &Self::Matrix, ids: &[u32]) -> Result<Self::Tensor, BackendError>;
     /// `x · Wᵀ`: `(n, cols)` to `(n, rows)`.
     fn matmul(&self, x: &Self::Tensor, w: &Self::Matrix) -> Result<Self::Tensor, BackendError>;
+    /// Appends `x · Wᵀ` for each matrix [`Backend::matrices`] loaded to `out`, in the
+    /// order they were given (`out` is the caller's, kept so a step allocates nothing).
+    fn matmul_each(&self, x: &Self::Tensor, ws: &[Self::Matrix], out: &mut Vec<Self::Tensor>) -> Result<(), BackendError> {
+        for w in ws {
+            out.push(self.matmul(x, w)?);
+        }
+        Ok(())
+    }
     /// Adds `b` to every row.
     fn add_bias(&self, x: &Self::Tensor, b: &Self::Vector) -> Result<Self::Tensor, BackendError>;
     /// Elementwise sum.
@@ -193,6 +209,33 @@ pub trait Backend {
         out: &'a mut Vec<f32>,
     ) -> impl std::future::Future<Output = Result<(), BackendError>> + 'a {
         async move { self.read_into(x, out) }
+    }
+    /// Kernel launches since load, where the device counts them (a GPU; `None` here):
+    /// the difference across a decode step is the figure that bounds a small model's
+    /// speed on a real GPU.
+    fn dispatches(&self) -> Option<u64> {
+        None
+    }
+    /// The longest [`Shortlist`] the device computes itself (0: none, the default).
+    fn shortlist_limit(&self) -> usize {
+        0
+    }
+    /// The candidates `list` leaves of a one-row tensor of logits, into `out`: on a
+    /// device that computes them where the logits are (see
+    /// [`Backend::shortlist_limit`]), only they are read back. The default reads the row
+    /// and applies the list here.
+    fn shortlist_async<'a>(
+        &'a self,
+        logits: &'a Self::Tensor,
+        list: &'a Shortlist,
+        out: &'a mut Vec<Candidate>,
+    ) -> impl std::future::Future<Output = Result<(), BackendError>> + 'a {
+        async move {
+            let mut row = Vec::new();
+            self.read_into_async(logits, &mut row).await?;
+            list.apply(&mut row, out);
+            Ok(())
+        }
     }
     /// [`Backend::read_cache`] for a device whose readback completes later.
     fn read_cache_async<'a>(

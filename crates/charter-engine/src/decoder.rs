@@ -14,6 +14,8 @@
 //! boundary costs nothing. Prompts are run in chunks so a long prefill never needs a
 //! `(n_tokens, n_tokens)` score matrix for the whole prompt at once.
 
+use charter_core::{Candidate, Shortlist};
+
 use crate::architecture::DecoderConfig;
 use crate::backend::{AttentionParams, Backend, BackendError, CacheData, WeightData};
 use crate::gguf::{Format, Gguf};
@@ -62,6 +64,33 @@ pub enum DecoderError {
     Backend(#[from] BackendError),
 }
 
+/// The products [`Backend::matmul_each`] left in `v`, which must be `n`.
+fn wrong_count<T>(v: &[T], n: usize) -> DecoderError {
+    DecoderError::Backend(BackendError::Shape(format!("{} products of {n} matrices", v.len())))
+}
+
+/// Takes the three products of q, k and v out of `v` (emptied, its capacity kept).
+fn three<T>(v: &mut Vec<T>) -> Result<[T; 3], DecoderError> {
+    if v.len() != 3 {
+        return Err(wrong_count(v, 3));
+    }
+    match (v.pop(), v.pop(), v.pop()) {
+        (Some(c), Some(b), Some(a)) => Ok([a, b, c]),
+        _ => Err(wrong_count(v, 3)),
+    }
+}
+
+/// Takes the two products of gate and up out of `v`.
+fn two<T>(v: &mut Vec<T>) -> Result<[T; 2], DecoderError> {
+    if v.len() != 2 {
+        return Err(wrong_count(v, 2));
+    }
+    match (v.pop(), v.pop()) {
+        (Some(b), Some(a)) => Ok([a, b]),
+        _ => Err(wrong_count(v, 2)),
+    }
+}
+
 /// The first bytes of a saved KV state (and its layout's version).
 const STATE_MAGIC: &[u8; 4] = b"CKV2";
 /// Header: magic, then layers, KV heads, head dimension, positions and the value type
@@ -70,9 +99,8 @@ const STATE_HEADER: usize = 24;
 
 struct Layer<B: Backend> {
     attn_norm: B::Vector,
-    wq: B::Matrix,
-    wk: B::Matrix,
-    wv: B::Matrix,
+    /// The q, k and v projections, as [`Backend::matrices`] loaded them.
+    qkv: Vec<B::Matrix>,
     wo: B::Matrix,
     /// q, k, v biases (Qwen2).
     bias: Option<[B::Vector; 3]>,
@@ -81,8 +109,8 @@ struct Layer<B: Backend> {
     /// Norms after attention and after the feed-forward block (Gemma 3).
     post_norm: Option<[B::Vector; 2]>,
     ffn_norm: B::Vector,
-    gate: B::Matrix,
-    up: B::Matrix,
+    /// The gate and up projections, as [`Backend::matrices`] loaded them.
+    gate_up: Vec<B::Matrix>,
     down: B::Matrix,
     /// Keys and values, `(n_kv_heads, capacity, head_dim)` each.
     cache: B::Cache,
@@ -102,6 +130,8 @@ pub struct Decoder<B: Backend> {
     ropes: Vec<B::Rope>,
     capacity: usize,
     n_cached: usize,
+    /// Where [`Backend::matmul_each`] puts a layer's products, kept from step to step.
+    products: Vec<B::Tensor>,
 }
 
 impl<B: Backend> std::fmt::Debug for Decoder<B> {
@@ -147,11 +177,7 @@ impl<B: Backend> Decoder<B> {
         let vocab = c.n_vocab as u64;
 
         let embed = backend.matrix(w.get("token_embd.weight", &[d, vocab])?)?;
-        let output = if w.has("output.weight") {
-            Some(backend.matrix(w.get("output.weight", &[d, vocab])?)?)
-        } else {
-            None
-        };
+        let output = if w.has("output.weight") { Some(backend.matrix(w.get("output.weight", &[d, vocab])?)?) } else { None };
         let output_norm = backend.vector(w.get("output_norm.weight", &[d])?)?;
 
         // Llama 3's long-context frequency factors.
@@ -172,12 +198,12 @@ impl<B: Backend> Decoder<B> {
         let mut layers = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
             let name = |t: &str| format!("blk.{i}.{t}");
-            let vector = |t: &str, len: u64| -> Result<B::Vector, DecoderError> {
-                Ok(backend.vector(w.get(&name(t), &[len])?)?)
-            };
-            let matrix = |t: &str, cols: u64, rows: u64| -> Result<B::Matrix, DecoderError> {
-                Ok(backend.matrix(w.get(&name(t), &[cols, rows])?)?)
-            };
+            let vector = |t: &str, len: u64| -> Result<B::Vector, DecoderError> { Ok(backend.vector(w.get(&name(t), &[len])?)?) };
+            let names: Vec<String> = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+                .iter()
+                .map(|t| name(&format!("{t}.weight")))
+                .collect();
+            let weight = |i: usize, cols: u64, rows: u64| w.get(&names[i], &[cols, rows]);
             let bias = if c.qkv_bias {
                 Some([vector("attn_q.bias", q_width)?, vector("attn_k.bias", kv_width)?, vector("attn_v.bias", kv_width)?])
             } else {
@@ -193,22 +219,30 @@ impl<B: Backend> Decoder<B> {
             let local = c.layer_windows[i].is_some() && c.rope_base_local.is_some();
             layers.push(Layer {
                 attn_norm: vector("attn_norm.weight", d)?,
-                wq: matrix("attn_q.weight", d, q_width)?,
-                wk: matrix("attn_k.weight", d, kv_width)?,
-                wv: matrix("attn_v.weight", d, kv_width)?,
-                wo: matrix("attn_output.weight", q_width, d)?,
+                qkv: backend.matrices(&[weight(0, d, q_width)?, weight(1, d, kv_width)?, weight(2, d, kv_width)?])?,
+                wo: backend.matrix(weight(3, q_width, d)?)?,
                 bias,
                 qk_norm,
                 post_norm,
                 ffn_norm: vector("ffn_norm.weight", d)?,
-                gate: matrix("ffn_gate.weight", d, ff)?,
-                up: matrix("ffn_up.weight", d, ff)?,
-                down: matrix("ffn_down.weight", ff, d)?,
+                gate_up: backend.matrices(&[weight(4, d, ff)?, weight(5, d, ff)?])?,
+                down: backend.matrix(weight(6, ff, d)?)?,
                 cache: backend.cache(c.n_kv_heads, capacity, c.head_dim)?,
                 rope: usize::from(local),
             });
         }
-        Ok(Decoder { backend, config, embed, output, output_norm, layers, ropes, capacity, n_cached: 0 })
+        Ok(Decoder {
+            backend,
+            config,
+            embed,
+            output,
+            output_norm,
+            layers,
+            ropes,
+            capacity,
+            n_cached: 0,
+            products: Vec::with_capacity(3),
+        })
     }
 
     /// The configuration.
@@ -302,7 +336,8 @@ impl<B: Backend> Decoder<B> {
         if &header[..4] != STATE_MAGIC {
             return Err(bad("not a saved state of this version"));
         }
-        let field = |i: usize| u32::from_le_bytes([header[4 + 4 * i], header[5 + 4 * i], header[6 + 4 * i], header[7 + 4 * i]]) as usize;
+        let field =
+            |i: usize| u32::from_le_bytes([header[4 + 4 * i], header[5 + 4 * i], header[6 + 4 * i], header[7 + 4 * i]]) as usize;
         let (layers, heads, head_dim, len, kind) = (field(0), field(1), field(2), field(3), field(4));
         let c = &self.config;
         if (layers, heads, head_dim) != (self.layers.len(), c.n_kv_heads, c.head_dim) {
@@ -367,8 +402,36 @@ impl<B: Backend> Decoder<B> {
     /// [`Decoder::forward_into`] for the last token's logits, on a backend whose
     /// readback completes later: the whole pass is recorded, then read once.
     pub async fn forward_async(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), DecoderError> {
-        self.check_input(tokens)?;
         logits.clear();
+        let out = self.record_last(tokens)?;
+        Ok(self.backend.read_into_async(&out, logits).await?)
+    }
+
+    /// [`Decoder::forward_async`], reading back only the candidates `list` leaves of
+    /// the last token's logits (computed on the device where the backend can).
+    pub async fn forward_shortlist_async(
+        &mut self,
+        tokens: &[u32],
+        list: &Shortlist,
+        out: &mut Vec<Candidate>,
+    ) -> Result<(), DecoderError> {
+        let logits = self.record_last(tokens)?;
+        Ok(self.backend.shortlist_async(&logits, list, out).await?)
+    }
+
+    /// Kernel launches since load, where the backend counts them.
+    pub fn dispatches(&self) -> Option<u64> {
+        self.backend.dispatches()
+    }
+
+    /// The longest shortlist the backend computes itself.
+    pub fn shortlist_limit(&self) -> usize {
+        self.backend.shortlist_limit()
+    }
+
+    /// Records the pass over `tokens` and returns the last token's logits, not yet read.
+    fn record_last(&mut self, tokens: &[u32]) -> Result<B::Tensor, DecoderError> {
+        self.check_input(tokens)?;
         let mut last = None;
         for chunk in tokens.chunks(PREFILL_CHUNK) {
             let hidden = self.run_layers(chunk)?;
@@ -378,8 +441,7 @@ impl<B: Backend> Decoder<B> {
         let Some(rows) = last else {
             return Err(DecoderError::ContextFull { n_tokens: 0, n_cached: self.n_cached, capacity: self.capacity });
         };
-        let out = self.logits(&rows)?;
-        Ok(self.backend.read_into_async(&out, logits).await?)
+        self.logits(&rows)
     }
 
     fn check_input(&self, tokens: &[u32]) -> Result<(), DecoderError> {
@@ -387,11 +449,7 @@ impl<B: Backend> Decoder<B> {
             return Err(DecoderError::BadToken(bad));
         }
         if tokens.is_empty() || self.n_cached + tokens.len() > self.capacity {
-            return Err(DecoderError::ContextFull {
-                n_tokens: tokens.len(),
-                n_cached: self.n_cached,
-                capacity: self.capacity,
-            });
+            return Err(DecoderError::ContextFull { n_tokens: tokens.len(), n_cached: self.n_cached, capacity: self.capacity });
         }
         Ok(())
     }
@@ -399,6 +457,7 @@ impl<B: Backend> Decoder<B> {
     fn run_layers(&mut self, tokens: &[u32]) -> Result<B::Tensor, DecoderError> {
         let b = &self.backend;
         let c = &self.config;
+        let products = &mut self.products;
         let start = self.n_cached;
         let mut x = b.embed(&self.embed, tokens)?;
         if let Some(s) = c.embed_scale {
@@ -416,9 +475,9 @@ impl<B: Backend> Decoder<B> {
                 }
                 None => b.rms_norm(&x, &layer.attn_norm, c.rms_eps)?,
             };
-            let mut q = b.matmul(&h, &layer.wq)?;
-            let mut k = b.matmul(&h, &layer.wk)?;
-            let mut v = b.matmul(&h, &layer.wv)?;
+            products.clear();
+            b.matmul_each(&h, &layer.qkv, products)?;
+            let [mut q, mut k, mut v] = three(products)?;
             if let Some([bq, bk, bv]) = &layer.bias {
                 q = b.add_bias(&q, bq)?;
                 k = b.add_bias(&k, bk)?;
@@ -446,7 +505,10 @@ impl<B: Backend> Decoder<B> {
             }
             let (sum, h) = b.add_rms_norm(&x, &a, &layer.ffn_norm, c.rms_eps)?;
             x = sum;
-            let gated = b.gated(&b.matmul(&h, &layer.gate)?, &b.matmul(&h, &layer.up)?, c.activation)?;
+            products.clear();
+            b.matmul_each(&h, &layer.gate_up, products)?;
+            let [gate, up] = two(products)?;
+            let gated = b.gated(&gate, &up, c.activation)?;
             let mut f = b.matmul(&gated, &layer.down)?;
             if let Some([_, post_ffn]) = &layer.post_norm {
                 f = b.rms_norm(&f, post_ffn, c.rms_eps)?;

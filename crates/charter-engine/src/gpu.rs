@@ -5,10 +5,13 @@
 //! submission. The KV cache is `f16` in the CPU cache's layout, so a state saved on one
 //! backend restores on the other. On the web the readback is asynchronous: there the
 //! decoder is driven through its `_async` methods, and a blocking read is an error.
+//! Sampling's first half runs here too: a decode step reads back the sampler's
+//! shortlist of candidates (`Backend::shortlist_async`), not the vocabulary's logits.
 
+use charter_core::{Candidate, Shortlist};
 #[cfg(not(target_arch = "wasm32"))]
 use charter_gpu::GpuOptions;
-use charter_gpu::{Gate, Gpu, KvCache, Matrix, Pairing, RopeTable, Tensor};
+use charter_gpu::{Gate, Gpu, KvCache, MAX_SHORTLIST, MAX_STACK, Matrix, Pairing, RopeTable, ShortlistSpec, Tensor};
 use charter_kernels::format::dequantize_row;
 use charter_kernels::half::f32_to_f16;
 
@@ -56,6 +59,31 @@ impl Backend for GpuBackend {
         self.gpu
             .matrix(w.ty, *rows as usize, *cols as usize, w.bytes)
             .map_err(|e| BackendError::Shape(format!("{}: {e}", w.name)))
+    }
+
+    fn matrices(&self, ws: &[WeightData<'_>]) -> Result<Vec<Matrix>, BackendError> {
+        // Stacked where they share a format and a row length and fit one binding
+        // together; apart otherwise.
+        if let [first, rest @ ..] = ws
+            && (2..=MAX_STACK).contains(&ws.len())
+            && rest.iter().all(|w| w.ty == first.ty && w.dims.first() == first.dims.first())
+            && let Some(&cols) = first.dims.first()
+        {
+            let parts: Option<Vec<(usize, &[u8])>> = ws.iter().map(|w| Some((*w.dims.get(1)? as usize, w.bytes))).collect();
+            if let Some(parts) = parts
+                && let Ok(stack) = self.gpu.stacked_matrix(first.ty, cols as usize, &parts)
+            {
+                return Ok(vec![stack]);
+            }
+        }
+        ws.iter().map(|&w| self.matrix(w)).collect()
+    }
+
+    fn matmul_each(&self, x: &Tensor, ws: &[Matrix], out: &mut Vec<Tensor>) -> Result<(), BackendError> {
+        for w in ws {
+            out.extend(self.gpu.matmul_stack(x, w)?);
+        }
+        Ok(())
     }
 
     fn vector(&self, w: WeightData<'_>) -> Result<Tensor, BackendError> {
@@ -181,6 +209,26 @@ impl Backend for GpuBackend {
         Ok(())
     }
 
+    fn shortlist_limit(&self) -> usize {
+        MAX_SHORTLIST
+    }
+
+    fn dispatches(&self) -> Option<u64> {
+        Some(self.gpu.total_dispatches())
+    }
+
+    async fn shortlist_async(&self, logits: &Tensor, list: &Shortlist, out: &mut Vec<Candidate>) -> Result<(), BackendError> {
+        let spec = ShortlistSpec {
+            masked: &list.masked,
+            penalized: &list.penalized,
+            penalty: list.penalty,
+            keep: list.keep,
+            finite_only: list.finite_only,
+        };
+        *out = self.gpu.shortlist_async(logits, &spec).await?;
+        Ok(())
+    }
+
     async fn read_cache_async(&self, cache: &KvCache, len: usize) -> Result<CacheData, BackendError> {
         Ok(CacheData::F16(self.gpu.read_cache_async(cache, len).await?))
     }
@@ -195,21 +243,32 @@ pub async fn check_device(gpu: &Gpu, file: &[u8]) -> Result<(), String> {
     let gguf = crate::gguf::Gguf::parse(file).map_err(|e| e.to_string())?;
     let mut seen = Vec::new();
     for info in &gguf.tensors {
-        let [cols, rows] = info.dims[..] else { continue };
+        let [cols, rows] = info.dims[..] else {
+            continue;
+        };
         if seen.contains(&info.ty) {
             continue;
         }
         seen.push(info.ty);
         let (cols, rows) = (cols as usize, (rows as usize).min(16));
-        let Some(row_bytes) = info.ty.row_bytes(cols) else { continue };
+        let Some(row_bytes) = info.ty.row_bytes(cols) else {
+            continue;
+        };
         let bytes = &gguf.tensor_bytes(info)[..rows * row_bytes];
         let matrix = gpu.matrix(info.ty, rows, cols, bytes).map_err(|e| format!("{}: {e}", info.name))?;
         let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 17) as f32 / 8.0 - 1.0).collect();
-        let got = gpu.read_async(&gpu.matmul(&gpu.upload(&x, 1, cols).map_err(|e| e.to_string())?, &matrix).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+        let got = gpu
+            .read_async(&gpu.matmul(&gpu.upload(&x, 1, cols).map_err(|e| e.to_string())?, &matrix).map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| e.to_string())?;
         let (want, scale) = charter_kernels::reference::matvec(info.ty, bytes, rows, &x);
         for (r, ((&g, &w), &s)) in got.iter().zip(&want).zip(&scale).enumerate() {
             if !g.is_finite() || (f64::from(g) - w).abs() > 1e-3 * s.max(1e-3) {
-                return Err(format!("{} rows of {} disagree with the CPU (row {r}: {g} against {w:.6})", info.ty.name(), info.name));
+                return Err(format!(
+                    "{} rows of {} disagree with the CPU (row {r}: {g} against {w:.6})",
+                    info.ty.name(),
+                    info.name
+                ));
             }
         }
     }

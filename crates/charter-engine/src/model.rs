@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use charter_core::template::{CHATML_TEMPLATE, GEMMA_TEMPLATE, PLAIN_TEMPLATE};
-use charter_core::{ChatTemplate, LanguageModel, ModelError, TemplateSource, TemplateTokens, TurnPolicy};
+use charter_core::{Candidate, ChatTemplate, LanguageModel, ModelError, Shortlist, TemplateSource, TemplateTokens, TurnPolicy};
 use serde::Serialize;
 
 use crate::architecture::{ConfigError, DecoderConfig};
@@ -108,6 +108,26 @@ impl ModelDecoder {
     /// See [`Decoder::forward_async`].
     pub async fn forward_async(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), DecoderError> {
         each!(self, d => d.forward_async(tokens, logits).await)
+    }
+
+    /// See [`Decoder::forward_shortlist_async`].
+    pub async fn forward_shortlist_async(
+        &mut self,
+        tokens: &[u32],
+        list: &Shortlist,
+        out: &mut Vec<Candidate>,
+    ) -> Result<(), DecoderError> {
+        each!(self, d => d.forward_shortlist_async(tokens, list, out).await)
+    }
+
+    /// See [`Decoder::dispatches`].
+    pub fn dispatches(&self) -> Option<u64> {
+        each!(self, d => d.dispatches())
+    }
+
+    /// See [`Decoder::shortlist_limit`].
+    pub fn shortlist_limit(&self) -> usize {
+        each!(self, d => d.shortlist_limit())
     }
 
     /// See [`Decoder::save_state_async`].
@@ -247,7 +267,9 @@ impl Model {
         let bytes = Arc::new(bytes);
         let gguf = header.attach(&bytes)?;
         let decoder = match isa {
-            Some(isa) => ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?),
+            Some(isa) => {
+                ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?)
+            }
             #[cfg(feature = "candle")]
             None => ModelDecoder::Candle(Decoder::load(CandleBackend, &gguf, config, capacity)?),
             #[cfg(not(feature = "candle"))]
@@ -357,6 +379,19 @@ impl LanguageModel for ModelDecoder {
 
     async fn forward_into_async(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), ModelError> {
         Ok(ModelDecoder::forward_async(self, tokens, logits).await?)
+    }
+
+    fn shortlist_limit(&self) -> usize {
+        ModelDecoder::shortlist_limit(self)
+    }
+
+    async fn forward_shortlist_async(
+        &mut self,
+        tokens: &[u32],
+        list: &Shortlist,
+        out: &mut Vec<Candidate>,
+    ) -> Result<(), ModelError> {
+        Ok(ModelDecoder::forward_shortlist_async(self, tokens, list, out).await?)
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use charter_core::{LanguageModel, Session};
+use charter_core::{LanguageModel, Sampler, SamplingParams, Session};
 use charter_engine::{BackendChoice, LoadOptions, Model};
 use common::*;
 
@@ -78,7 +78,7 @@ fn teacher_forced_logits_follow_the_cpu_backend() {
 }
 
 #[test]
-fn the_asynchronous_path_reads_what_the_blocking_one_does() {
+fn the_asynchronous_path_and_the_shortlist_read_what_the_blocking_one_does() {
     let bytes = model_bytes(SMOLLM2);
     let mut gpu = load_on(&bytes, BackendChoice::Gpu);
     let prompt = gpu.tokenizer.encode("The lighthouse keeper opened the bottle and read", false).unwrap();
@@ -89,6 +89,21 @@ fn the_asynchronous_path_reads_what_the_blocking_one_does() {
     pollster::block_on(gpu.decoder.forward_async(&prompt, &mut logits)).unwrap();
     assert_eq!(logits, blocking);
     assert_eq!(pollster::block_on(gpu.decoder.save_state_async(prompt.len())).unwrap(), state);
+
+    // The device's shortlist of the same logits is the one the sampler makes of the row.
+    assert_eq!(load_on(&bytes, BackendChoice::Cpu).decoder.shortlist_limit(), 0);
+    assert!(gpu.decoder.shortlist_limit() >= 40);
+    let masked: Vec<u32> = gpu.policy.masked_ids.iter().copied().collect();
+    let sampling = SamplingParams { temperature: 0.8, top_k: 40, repetition_penalty: 1.3, ..Default::default() };
+    for params in [sampling, SamplingParams::greedy()] {
+        let list = Sampler::new(params).shortlist(&masked, &prompt);
+        let mut want = Vec::new();
+        list.apply(&mut blocking.clone(), &mut want);
+        LanguageModel::truncate(&mut gpu.decoder, 0);
+        let mut got = Vec::new();
+        pollster::block_on(gpu.decoder.forward_shortlist_async(&prompt, &list, &mut got)).unwrap();
+        assert_eq!((got.len(), &got), (list.keep, &want), "{list:?}");
+    }
 }
 
 #[test]

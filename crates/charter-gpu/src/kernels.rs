@@ -1,7 +1,9 @@
 //! The WGSL sources, composed, and their pipelines, compiled once per device.
 //!
 //! WGSL has no includes: a kernel that reads weights is its own file appended to
-//! `formats/common.wgsl` and one format file, which supply `dequant8`. Pipelines for a
+//! `formats/common.wgsl` and one format file, which supply `dequant8`; a matrix product
+//! is followed by one of `store/*.wgsl`, which says where its values go (one tensor, or
+//! the parts of a stack of matrices). Pipelines for a
 //! weight format are compiled when the first matrix of that format is uploaded (at
 //! load), the others when the device opens.
 
@@ -16,10 +18,13 @@ const COMMON: &str = include_str!("kernels/formats/common.wgsl");
 const MATMUL: &str = include_str!("kernels/matmul.wgsl");
 const MATMUL_TILED: &str = include_str!("kernels/matmul_tiled.wgsl");
 const EMBED: &str = include_str!("kernels/embed.wgsl");
+const STORE_ONE: &str = include_str!("kernels/store/one.wgsl");
+const STORE_SPLIT: &str = include_str!("kernels/store/split.wgsl");
 const RMS_NORM: &str = include_str!("kernels/rms_norm.wgsl");
 const ELEMENTWISE: &str = include_str!("kernels/elementwise.wgsl");
 const ROPE: &str = include_str!("kernels/rope.wgsl");
 const ATTENTION: &str = include_str!("kernels/attention.wgsl");
+const SHORTLIST: &str = include_str!("kernels/shortlist.wgsl");
 
 /// The block reader of a weight format, or `None` for formats the GPU kernels do not
 /// read.
@@ -54,21 +59,32 @@ pub struct Shader {
     pub source: String,
 }
 
-fn weights_kernel(kernel: &str, format: Format) -> Option<String> {
-    Some(format!("{COMMON}\n{}\n{kernel}", format_source(format)?))
+/// The kernels that read weights: name, kernel text and the store file after it.
+const WEIGHT_KERNELS: [(&str, &str, &str); 5] = [
+    ("matmul", MATMUL, STORE_ONE),
+    ("matmul_tiled", MATMUL_TILED, STORE_ONE),
+    ("matmul_split", MATMUL, STORE_SPLIT),
+    ("matmul_tiled_split", MATMUL_TILED, STORE_SPLIT),
+    ("embed", EMBED, ""),
+];
+
+fn weights_kernel(kernel: &str, store: &str, format: Format) -> Option<String> {
+    Some(format!("{COMMON}\n{}\n{kernel}\n{store}", format_source(format)?))
 }
 
 /// Every shader module, composed: what naga validates and the device compiles.
 pub fn shaders() -> Vec<Shader> {
     let mut out = Vec::new();
     for format in Format::ALL {
-        for (kind, text) in [("matmul", MATMUL), ("matmul_tiled", MATMUL_TILED), ("embed", EMBED)] {
-            if let Some(source) = weights_kernel(text, format) {
+        for (kind, text, store) in WEIGHT_KERNELS {
+            if let Some(source) = weights_kernel(text, store, format) {
                 out.push(Shader { name: format!("{kind}.{}", format.name().to_lowercase()), source });
             }
         }
     }
-    for (name, text) in [("rms_norm", RMS_NORM), ("elementwise", ELEMENTWISE), ("rope", ROPE), ("attention", ATTENTION)] {
+    for (name, text) in
+        [("rms_norm", RMS_NORM), ("elementwise", ELEMENTWISE), ("rope", ROPE), ("attention", ATTENTION), ("shortlist", SHORTLIST)]
+    {
         out.push(Shader { name: name.to_owned(), source: text.to_owned() });
     }
     out
@@ -102,10 +118,12 @@ fn compile(device: &wgpu::Device, label: &str, source: &str, entries: &[&str]) -
         .collect()
 }
 
-/// The kernels that read one weight format.
+/// The kernels that read one weight format (in [`WEIGHT_KERNELS`]' order).
 pub(crate) struct FormatKernels {
     pub(crate) matmul: Kernel,
     pub(crate) matmul_tiled: Kernel,
+    pub(crate) matmul_split: Kernel,
+    pub(crate) matmul_tiled_split: Kernel,
     pub(crate) embed: Kernel,
 }
 
@@ -122,6 +140,8 @@ pub(crate) struct Kernels {
     pub(crate) rope: Kernel,
     pub(crate) kv_write: Kernel,
     pub(crate) attend: Kernel,
+    pub(crate) top_of_logits: Kernel,
+    pub(crate) top_of_pairs: Kernel,
     formats: RefCell<HashMap<Format, std::rc::Rc<FormatKernels>>>,
 }
 
@@ -133,6 +153,7 @@ impl Kernels {
                 .into_iter();
         let mut attn = compile(device, "attention", ATTENTION, &["kv_write", "attend"]).into_iter();
         let mut rope = compile(device, "rope", ROPE, &["main"]).into_iter();
+        let mut top = compile(device, "shortlist", SHORTLIST, &["top_of_logits", "top_of_pairs"]).into_iter();
         let next = |it: &mut std::vec::IntoIter<Kernel>| it.next().expect("one kernel per entry point");
         Kernels {
             rms_norm: next(&mut norm),
@@ -146,6 +167,8 @@ impl Kernels {
             rope: next(&mut rope),
             kv_write: next(&mut attn),
             attend: next(&mut attn),
+            top_of_logits: next(&mut top),
+            top_of_pairs: next(&mut top),
             formats: RefCell::default(),
         }
     }
@@ -157,16 +180,18 @@ impl Kernels {
         }
         let unsupported = || GpuError::Unsupported(format!("{} weights", format.name()));
         let name = format.name().to_lowercase();
-        let matmul = compile(device, &format!("matmul.{name}"), &weights_kernel(MATMUL, format).ok_or_else(unsupported)?, &["main"]);
-        let tiled =
-            compile(device, &format!("matmul_tiled.{name}"), &weights_kernel(MATMUL_TILED, format).ok_or_else(unsupported)?, &["main"]);
-        let embed = compile(device, &format!("embed.{name}"), &weights_kernel(EMBED, format).ok_or_else(unsupported)?, &["main"]);
-        let (Some(matmul), Some(matmul_tiled), Some(embed)) =
-            (matmul.into_iter().next(), tiled.into_iter().next(), embed.into_iter().next())
+        let mut compiled = Vec::with_capacity(WEIGHT_KERNELS.len());
+        for (kind, text, store) in WEIGHT_KERNELS {
+            let source = weights_kernel(text, store, format).ok_or_else(unsupported)?;
+            compiled.extend(compile(device, &format!("{kind}.{name}"), &source, &["main"]));
+        }
+        let mut it = compiled.into_iter();
+        let (Some(matmul), Some(matmul_tiled), Some(matmul_split), Some(matmul_tiled_split), Some(embed)) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
         else {
             return Err(unsupported());
         };
-        let k = std::rc::Rc::new(FormatKernels { matmul, matmul_tiled, embed });
+        let k = std::rc::Rc::new(FormatKernels { matmul, matmul_tiled, matmul_split, matmul_tiled_split, embed });
         self.formats.borrow_mut().insert(format, k.clone());
         Ok(k)
     }

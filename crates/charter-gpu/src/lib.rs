@@ -10,6 +10,10 @@
 //!
 //! * [`Gpu`]: the device, its limits and features, and the recorder;
 //! * [`Tensor`], [`Matrix`], [`KvCache`], [`RopeTable`]: what lives on it;
+//! * [`Gpu::stacked_matrix`] and [`Gpu::matmul_stack`]: matrices that read the same
+//!   input (q, k, v; gate, up) as one, for one dispatch;
+//! * [`Gpu::shortlist_async`]: the sampler's candidates of a row of logits, computed
+//!   where the logits are, so a decode step reads back a few hundred bytes;
 //! * `kernels/*.wgsl`: one file per kernel, each opening with what it computes, its
 //!   bindings and its dispatch shape; `kernels/formats/*.wgsl` read one GGUF block
 //!   format each and are composed into the kernels that read weights.
@@ -20,8 +24,12 @@ mod map;
 mod ops;
 mod pool;
 mod record;
+mod shortlist;
+mod stack;
 
 pub use device::{Gpu, GpuError, GpuOptions};
 pub use kernels::{Shader, shaders};
 pub use ops::{Gate, KvCache, Matrix, Pairing, RopeTable};
 pub use pool::Tensor;
+pub use shortlist::{MAX_SHORTLIST, ShortlistSpec};
+pub use stack::MAX_STACK;

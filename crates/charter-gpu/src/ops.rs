@@ -14,10 +14,10 @@ use crate::{Gpu, GpuError};
 /// Workgroups per grid dimension that every adapter allows.
 const MAX_GROUPS: u32 = 65535;
 /// Tokens and rows per matmul workgroup (`TOKENS` and `ROWS` in matmul.wgsl).
-const MATMUL_TOKENS: usize = 8;
-const MATMUL_ROWS: usize = 8;
+pub(crate) const MATMUL_TOKENS: usize = 8;
+pub(crate) const MATMUL_ROWS: usize = 8;
 /// Rows and tokens of a tile of the prefill matmul (`TILE` in matmul_tiled.wgsl).
-const TILED: usize = 32;
+pub(crate) const TILED: usize = 32;
 /// The largest head the attention kernel holds in workgroup memory.
 const MAX_HEAD_DIM: usize = 256;
 
@@ -42,23 +42,33 @@ pub enum Gate {
 /// A weight matrix `(rows, cols)` in its GGUF format, in one buffer or, when larger
 /// than a binding may be, in several of whole rows.
 pub struct Matrix {
-    format: Format,
-    rows: usize,
-    cols: usize,
-    row_bytes: usize,
-    parts: Vec<Part>,
-    kernels: Rc<FormatKernels>,
+    pub(crate) format: Format,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_bytes: usize,
+    pub(crate) parts: Vec<Part>,
+    pub(crate) kernels: Rc<FormatKernels>,
+    /// Rows of each matrix stacked in this one (one entry: a plain matrix).
+    pub(crate) stack: Vec<usize>,
 }
 
-struct Part {
-    buffer: wgpu::Buffer,
+pub(crate) struct Part {
+    pub(crate) buffer: wgpu::Buffer,
     row_start: usize,
     rows: usize,
 }
 
 impl std::fmt::Debug for Matrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Matrix({} {}×{}, {} parts)", self.format.name(), self.rows, self.cols, self.parts.len())
+        write!(
+            f,
+            "Matrix({} {}×{}, {} parts, stack {:?})",
+            self.format.name(),
+            self.rows,
+            self.cols,
+            self.parts.len(),
+            self.stack
+        )
     }
 }
 
@@ -76,6 +86,11 @@ impl Matrix {
     /// Buffers it is split across.
     pub fn parts(&self) -> usize {
         self.parts.len()
+    }
+
+    /// Rows of each matrix stacked in it (one entry for a plain matrix).
+    pub fn stack(&self) -> &[usize] {
+        &self.stack
     }
 }
 
@@ -107,7 +122,7 @@ fn write_mapped(buffer: &wgpu::Buffer, bytes: &[u8]) -> Result<(), GpuError> {
 }
 
 /// A grid of at least `n` workgroups.
-fn grid(n: usize) -> (u32, u32) {
+pub(crate) fn grid(n: usize) -> (u32, u32) {
     let n = n.max(1) as u32;
     if n <= MAX_GROUPS { (n, 1) } else { (MAX_GROUPS, n.div_ceil(MAX_GROUPS)) }
 }
@@ -124,28 +139,34 @@ fn words(values: &[Word]) -> Vec<u8> {
 }
 
 #[derive(Clone, Copy)]
-enum Word {
+pub(crate) enum Word {
     U(u32),
     F(f32),
 }
 
-fn u(n: usize) -> Result<Word, GpuError> {
+pub(crate) fn u(n: usize) -> Result<Word, GpuError> {
     u32::try_from(n).map(Word::U).map_err(|_| GpuError::Unsupported(format!("a size of {n}")))
 }
 
-fn shape(what: impl Into<String>) -> GpuError {
+pub(crate) fn shape(what: impl Into<String>) -> GpuError {
     GpuError::Shape(what.into())
 }
 
 /// One storage binding of a dispatch.
-enum Bind<'a> {
+pub(crate) enum Bind<'a> {
     Buffer(&'a wgpu::Buffer),
     /// A range of the upload arena.
     Arena(u64, u64),
 }
 
 impl Gpu {
-    fn dispatch(&self, k: &Kernel, params: &[Word], binds: &[(u32, Bind<'_>)], groups: (u32, u32, u32)) -> Result<(), GpuError> {
+    pub(crate) fn dispatch(
+        &self,
+        k: &Kernel,
+        params: &[Word],
+        binds: &[(u32, Bind<'_>)],
+        groups: (u32, u32, u32),
+    ) -> Result<(), GpuError> {
         let params = words(params);
         let mut rec = self.recorder.borrow_mut();
         if !rec.fits(params.len()) {
@@ -172,7 +193,8 @@ impl Gpu {
             };
             entries.push(wgpu::BindGroupEntry { binding: *binding, resource });
         }
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &k.layout, entries: &entries });
+        let group =
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &k.layout, entries: &entries });
         let pass = rec.pass(&self.device);
         pass.set_pipeline(&k.pipeline);
         pass.set_bind_group(0, &group, &[]);
@@ -181,7 +203,7 @@ impl Gpu {
     }
 
     /// Stages `bytes` in the arena for a binding of the next dispatch; returns its range.
-    fn stage(&self, bytes: &[u8]) -> (u64, u64) {
+    pub(crate) fn stage(&self, bytes: &[u8]) -> (u64, u64) {
         let mut rec = self.recorder.borrow_mut();
         if !rec.fits(bytes.len() + 512) {
             rec.submit(&self.queue);
@@ -241,7 +263,7 @@ impl Gpu {
             parts.push(Part { buffer, row_start, rows: n });
         }
         self.check()?;
-        Ok(Matrix { format, rows, cols, row_bytes, parts, kernels })
+        Ok(Matrix { format, rows, cols, row_bytes, parts, kernels, stack: vec![rows] })
     }
 
     /// Rotary tables for `capacity` positions of `half` frequencies, from row-major
@@ -317,7 +339,8 @@ impl Gpu {
         let tiles = x.n.div_ceil(tokens) as u32;
         for part in &w.parts {
             let (gx, gy) = grid(part.rows.div_ceil(rows));
-            let params = [u(part.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, u(part.row_start)?];
+            let params =
+                [u(part.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, u(part.row_start)?, Word::U(0), Word::U(0)];
             self.dispatch(
                 kernel,
                 &params,
@@ -433,7 +456,14 @@ impl Gpu {
     }
 
     /// Rotates each of the `n_heads` heads of every row for positions `start..start + n`.
-    pub fn rope(&self, x: &Tensor, table: &RopeTable, n_heads: usize, start: usize, pairing: Pairing) -> Result<Tensor, GpuError> {
+    pub fn rope(
+        &self,
+        x: &Tensor,
+        table: &RopeTable,
+        n_heads: usize,
+        start: usize,
+        pairing: Pairing,
+    ) -> Result<Tensor, GpuError> {
         if n_heads == 0 || x.width != n_heads * 2 * table.half || start + x.n > table.capacity {
             return Err(shape(format!("rope of {x:?} in {n_heads} heads at {start}")));
         }
@@ -522,10 +552,16 @@ impl Gpu {
         self.recorder.borrow().dispatches
     }
 
+    /// Dispatches recorded since the device opened: what a decode step costs in launches
+    /// is the difference across it.
+    pub fn total_dispatches(&self) -> u64 {
+        self.recorder.borrow().total
+    }
+
     /// Runs everything recorded and reads `buffers` back, whole, in order. On the web
     /// the mapping completes from the browser's event loop, so this must be awaited
     /// there; natively it waits for the device first.
-    async fn read_buffers(&self, buffers: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>, GpuError> {
+    pub(crate) async fn read_buffers(&self, buffers: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>, GpuError> {
         let staging: Vec<wgpu::Buffer> = {
             let mut rec = self.recorder.borrow_mut();
             let staging: Vec<_> = buffers.iter().enumerate().map(|(i, &(_, size))| rec.staging(&self.device, size, i)).collect();
@@ -606,7 +642,11 @@ impl Gpu {
                     chunk.push(0);
                 }
                 if !chunk.is_empty() {
-                    self.queue.write_buffer(buffer, (h * cache.capacity * cache.head_dim * 2) as u64, bytemuck::cast_slice(&chunk));
+                    self.queue.write_buffer(
+                        buffer,
+                        (h * cache.capacity * cache.head_dim * 2) as u64,
+                        bytemuck::cast_slice(&chunk),
+                    );
                 }
             }
         }

@@ -23,6 +23,8 @@ pub(crate) struct Recorder {
     staging: HashMap<(u64, usize), wgpu::Buffer>,
     /// Dispatches recorded since the last submission.
     pub(crate) dispatches: usize,
+    /// Dispatches recorded since the device opened.
+    pub(crate) total: u64,
 }
 
 impl Recorder {
@@ -33,7 +35,7 @@ impl Recorder {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Recorder { arena, staged: Vec::new(), align, encoder: None, pass: None, staging: HashMap::new(), dispatches: 0 }
+        Recorder { arena, staged: Vec::new(), align, encoder: None, pass: None, staging: HashMap::new(), dispatches: 0, total: 0 }
     }
 
     /// Whether `bytes` more fit in the arena before a submission.
@@ -60,6 +62,7 @@ impl Recorder {
             self.pass = Some(pass.forget_lifetime());
         }
         self.dispatches += 1;
+        self.total += 1;
         // Just set.
         self.pass.as_mut().expect("the pass was just begun")
     }

@@ -3,7 +3,7 @@
 //! counts across the matmul's tile of eight), on whatever adapter the platform offers
 //! (Mesa's lavapipe in CI).
 
-use charter_gpu::{Gate, Gpu, GpuOptions, Pairing};
+use charter_gpu::{Gate, Gpu, GpuOptions, MAX_SHORTLIST, Pairing, ShortlistSpec};
 use charter_kernels::attention::{Attention, KvCache, Scratch, attend};
 use charter_kernels::format::dequantize_row;
 use charter_kernels::half::f32_to_f16;
@@ -139,7 +139,13 @@ async fn matmul_matches_the_f64_reference_in_every_format_body() {
                 let y = gpu.read_async(&gpu.matmul(&gpu.upload(&x, n, cols).unwrap(), &m).unwrap()).await.unwrap();
                 for t in 0..n {
                     let (want, mag) = reference::matvec(format, &data, rows, &x[t * cols..(t + 1) * cols]);
-                    assert_close(&y[t * rows..(t + 1) * rows], &want, &mag, 1e-5, &format!("{} {rows}×{cols} token {t}/{n}", format.name()));
+                    assert_close(
+                        &y[t * rows..(t + 1) * rows],
+                        &want,
+                        &mag,
+                        1e-5,
+                        &format!("{} {rows}×{cols} token {t}/{n}", format.name()),
+                    );
                 }
             }
         }
@@ -205,7 +211,8 @@ async fn norms_match_the_cpu_kernels_body() {
     let mut rng = Rng(3);
     for (n, width, run) in [(1, 576, 576), (5, 600, 600), (3, 576, 64), (2, 1024, 256)] {
         let (a, b, w) = (rng.vec(n * width), rng.vec(n * width), rng.vec(run));
-        let (ta, tb, tw) = (gpu.upload(&a, n, width).unwrap(), gpu.upload(&b, n, width).unwrap(), gpu.upload(&w, 1, run).unwrap());
+        let (ta, tb, tw) =
+            (gpu.upload(&a, n, width).unwrap(), gpu.upload(&b, n, width).unwrap(), gpu.upload(&w, 1, run).unwrap());
         let mut want = vec![0f32; n * width];
         ops::rms_norm(&a, &w, 1e-6, &mut want);
         let got = gpu.read_async(&gpu.rms_norm(&ta, &tw, 1e-6).unwrap()).await.unwrap();
@@ -215,7 +222,13 @@ async fn norms_match_the_cpu_kernels_body() {
         let s: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
         ops::rms_norm(&s, &w, 1e-6, &mut want);
         assert_eq!(gpu.read_async(&sum).await.unwrap(), s);
-        assert_close(&gpu.read_async(&normed).await.unwrap(), &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &ones, 1e-5, "add_rms_norm");
+        assert_close(
+            &gpu.read_async(&normed).await.unwrap(),
+            &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+            &ones,
+            1e-5,
+            "add_rms_norm",
+        );
     }
 }
 
@@ -227,7 +240,8 @@ async fn elementwise_steps_match_the_cpu_body() {
     let a: Vec<f32> = rng.vec(n * width).iter().map(|v| v * 12.0).collect();
     let b = rng.vec(n * width);
     let bias = rng.vec(width);
-    let (ta, tb, tbias) = (gpu.upload(&a, n, width).unwrap(), gpu.upload(&b, n, width).unwrap(), gpu.upload(&bias, 1, width).unwrap());
+    let (ta, tb, tbias) =
+        (gpu.upload(&a, n, width).unwrap(), gpu.upload(&b, n, width).unwrap(), gpu.upload(&bias, 1, width).unwrap());
     let close = |got: Vec<f32>, want: Vec<f32>, what: &str| {
         let scale: Vec<f64> = want.iter().map(|v| f64::from(v.abs()).max(1.0)).collect();
         assert_close(&got, &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &scale, 2e-6, what);
@@ -284,7 +298,10 @@ async fn rope_matches_the_cpu_in_both_pairings_body() {
     assert!(gpu.rope(&tx, &table, heads, capacity - 3, Pairing::Halves).is_err(), "positions past the table");
 }
 
-gpu_test!(attention_matches_the_cpu_kernel_and_shares_its_cache_layout, attention_matches_the_cpu_kernel_and_shares_its_cache_layout_body);
+gpu_test!(
+    attention_matches_the_cpu_kernel_and_shares_its_cache_layout,
+    attention_matches_the_cpu_kernel_and_shares_its_cache_layout_body
+);
 async fn attention_matches_the_cpu_kernel_and_shares_its_cache_layout_body() {
     let gpu = gpu().await;
     let mut rng = Rng(17);
@@ -356,4 +373,98 @@ async fn a_step_is_recorded_until_it_is_read_body() {
     assert_eq!(gpu.pending_dispatches(), 10);
     assert_eq!(gpu.read_async(&y).await.unwrap(), vec![11.0; 64]);
     assert_eq!(gpu.pending_dispatches(), 0);
+}
+
+/// The shortlist's definition, the slow way: mask, penalize, rank, sort everything.
+fn shortlist_reference(logits: &[f32], spec: &ShortlistSpec<'_>) -> Vec<(u32, f32)> {
+    let mut l = logits.to_vec();
+    for &id in spec.masked {
+        l[id as usize] = f32::NEG_INFINITY;
+    }
+    for &id in spec.penalized {
+        let x = &mut l[id as usize];
+        *x = if *x > 0.0 { *x / spec.penalty } else { *x * spec.penalty };
+    }
+    let rank = |x: f32| {
+        if x.is_nan() || (spec.finite_only && x.is_infinite()) { f32::NEG_INFINITY } else { x }
+    };
+    let mut all: Vec<(u32, f32)> = l.iter().enumerate().map(|(i, &x)| (i as u32, rank(x))).collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.truncate(spec.keep);
+    all
+}
+
+gpu_test!(the_shortlist_keeps_what_a_full_sort_keeps, the_shortlist_keeps_what_a_full_sort_keeps_body);
+async fn the_shortlist_keeps_what_a_full_sort_keeps_body() {
+    let gpu = gpu().await;
+    let mut rng = Rng(41);
+    // One chunk, one chunk exactly, one over, a vocabulary's worth, and Gemma's (several
+    // passes over the chunks' bests).
+    for n in [3usize, 1024, 1025, 49_159, 262_147] {
+        // Few distinct values, so ties are everywhere; a few NaNs, infinities and zeros
+        // of both signs.
+        let logits: Vec<f32> = (0..n)
+            .map(|_| match rng.next() % 64 {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => f32::NEG_INFINITY,
+                3 => -0.0,
+                r => (r % 13) as f32 * 0.5 - 3.0,
+            })
+            .collect();
+        let masked: Vec<u32> = (0..n as u32).filter(|i| i % 997 == 5).collect();
+        let penalized: Vec<u32> = (0..n as u32).filter(|i| i % 389 == 7 && i % 997 != 5).collect();
+        let row = gpu.upload(&logits, 1, n).unwrap();
+        for keep in [1, 5, 40, MAX_SHORTLIST] {
+            for finite_only in [false, true] {
+                let spec = ShortlistSpec { masked: &masked, penalized: &penalized, penalty: 1.3, keep, finite_only };
+                let got = gpu.shortlist_async(&row, &spec).await.unwrap();
+                let want = shortlist_reference(&logits, &spec);
+                assert_eq!(format!("{got:?}"), format!("{want:?}"), "n {n}, keep {keep}, finite only {finite_only}");
+            }
+        }
+    }
+    // The row itself is left as it was.
+    let row = gpu.upload(&[1.0, 2.0, 3.0], 1, 3).unwrap();
+    let spec = ShortlistSpec { masked: &[2], penalized: &[1], penalty: 2.0, keep: 2, finite_only: true };
+    assert_eq!(gpu.shortlist_async(&row, &spec).await.unwrap(), vec![(0, 1.0), (1, 1.0)]);
+    assert_eq!(gpu.read_async(&row).await.unwrap(), vec![1.0, 2.0, 3.0]);
+    let too_many = ShortlistSpec { keep: MAX_SHORTLIST + 1, ..spec };
+    assert!(gpu.shortlist_async(&row, &too_many).await.is_err());
+}
+
+gpu_test!(
+    a_stack_of_matrices_gives_each_product_from_one_dispatch,
+    a_stack_of_matrices_gives_each_product_from_one_dispatch_body
+);
+async fn a_stack_of_matrices_gives_each_product_from_one_dispatch_body() {
+    let gpu = gpu().await;
+    let mut rng = Rng(77);
+    // Row counts that are not multiples of a workgroup's rows or a tile's, so a
+    // workgroup's rows straddle two matrices of the stack.
+    for (format, cols) in [(Format::Q4_1, 576), (Format::Q8_0, 640), (Format::Q6K, 768), (Format::F32, 600)] {
+        for rows in [&[37usize, 13, 13][..], &[21, 21]] {
+            let data: Vec<Vec<u8>> = rows.iter().map(|&r| random_matrix(format, r, cols, &mut rng)).collect();
+            let apart: Vec<_> = rows.iter().zip(&data).map(|(&r, d)| gpu.matrix(format, r, cols, d).unwrap()).collect();
+            let parts: Vec<(usize, &[u8])> = rows.iter().zip(&data).map(|(&r, d)| (r, d.as_slice())).collect();
+            let stack = gpu.stacked_matrix(format, cols, &parts).unwrap();
+            assert_eq!(stack.stack(), rows);
+            for n in [1, 5, 40] {
+                let x = gpu.upload(&rng.vec(n * cols), n, cols).unwrap();
+                gpu.flush();
+                let products = gpu.matmul_stack(&x, &stack).unwrap();
+                assert_eq!(gpu.pending_dispatches(), 1);
+                assert_eq!(products.len(), rows.len());
+                for ((got, m), &r) in products.iter().zip(&apart).zip(rows) {
+                    assert_eq!((got.n, got.width), (n, r));
+                    let want = gpu.read_async(&gpu.matmul(&x, m).unwrap()).await.unwrap();
+                    assert_eq!(gpu.read_async(got).await.unwrap(), want, "{} {rows:?}×{cols}, {n} tokens", format.name());
+                }
+            }
+        }
+    }
+    // Parts whose bytes do not match their rows, and more than a stack holds, are refused.
+    let data = random_matrix(Format::Q8_0, 4, 64, &mut rng);
+    assert!(gpu.stacked_matrix(Format::Q8_0, 64, &[(3, &data[..]), (1, &data[..])]).is_err());
+    assert!(gpu.stacked_matrix(Format::Q8_0, 64, &[(4, data.as_slice()); 4]).is_err());
 }

@@ -1,0 +1,22 @@
+// Where the product with a stack of matrices goes (W's rows are those of two or three
+// matrices one after another, as q, k and v, or gate and up, are read from the same
+// input): rows 0..split1 to `y`, split1..split2 to `y1`, split2..rows to `y2`, each
+// its own n × width tensor. With two matrices split2 = rows and `y2` is a placeholder
+// never written.
+//
+// Composed after a matmul kernel's own file, which declares `p`. Bindings: 3 `y`,
+// 4 `y1`, 5 `y2`.
+
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y2: array<f32>;
+
+fn store(t: u32, row: u32, value: f32) {
+    if (row < p.split1) {
+        y[t * p.split1 + row] = value;
+    } else if (row < p.split2) {
+        y1[t * (p.split2 - p.split1) + row - p.split1] = value;
+    } else {
+        y2[t * (p.rows - p.split2) + row - p.split2] = value;
+    }
+}

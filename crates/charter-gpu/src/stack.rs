@@ -1,0 +1,75 @@
+//! Stacks of matrices that read the same input (a layer's q, k and v; its gate and
+//! up): uploaded as one matrix of their rows one after another, so one dispatch reads
+//! the input once and writes each matrix's product to its own tensor
+//! (`kernels/store/split.wgsl`). A decode step takes two dispatches fewer per q, k, v
+//! and one fewer per gate and up.
+
+use crate::ops::{Bind, MATMUL_ROWS, MATMUL_TOKENS, Matrix, TILED, Word, grid, shape, u};
+use crate::pool::Tensor;
+use crate::{Gpu, GpuError};
+
+use charter_kernels::Format;
+
+/// The most matrices one stack holds (the outputs `store/split.wgsl` has).
+pub const MAX_STACK: usize = 3;
+
+impl Gpu {
+    /// Uploads matrices of one `format` and row length `cols` (each given as its row
+    /// count and its bytes) as one stack. Refused where the stack would not fit one
+    /// binding; the caller then keeps them apart.
+    pub fn stacked_matrix(&self, format: Format, cols: usize, parts: &[(usize, &[u8])]) -> Result<Matrix, GpuError> {
+        if parts.is_empty() || parts.len() > MAX_STACK {
+            return Err(shape(format!("a stack of {} matrices", parts.len())));
+        }
+        if let Some((rows, bytes)) =
+            parts.iter().find(|(rows, bytes)| format.row_bytes(cols).map(|b| b * rows) != Some(bytes.len()))
+        {
+            return Err(shape(format!("{} bytes for {rows} rows of {cols} {} values", bytes.len(), format.name())));
+        }
+        let rows = parts.iter().map(|p| p.0).sum();
+        let bytes: Vec<u8> = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
+        let mut m = self.matrix(format, rows, cols, &bytes)?;
+        if m.parts.len() != 1 {
+            return Err(GpuError::Unsupported(format!("a stack of {} bytes exceeds a binding", bytes.len())));
+        }
+        m.stack = parts.iter().map(|p| p.0).collect();
+        Ok(m)
+    }
+
+    /// The product of `x` with each matrix of a stack, in order, from one dispatch (a
+    /// plain matrix: its one product).
+    pub fn matmul_stack(&self, x: &Tensor, w: &Matrix) -> Result<Vec<Tensor>, GpuError> {
+        if w.stack.len() == 1 {
+            return Ok(vec![self.matmul(x, w)?]);
+        }
+        if x.width != w.cols || w.parts.len() != 1 {
+            return Err(shape(format!("{}×{} times {:?}ᵀ", x.n, x.width, w)));
+        }
+        let outs: Vec<Tensor> = w.stack.iter().map(|&rows| self.tensor(x.n, rows)).collect();
+        // A two-matrix stack writes nothing to the third output; it still needs a buffer.
+        let placeholder = self.tensor(1, 4);
+        let third = outs.get(2).unwrap_or(&placeholder);
+        let split1 = w.stack[0];
+        let split2 = w.stack[..2].iter().sum::<usize>();
+        let (kernel, tokens, rows) = if x.n > MATMUL_TOKENS {
+            (&w.kernels.matmul_tiled_split, TILED, TILED)
+        } else {
+            (&w.kernels.matmul_split, MATMUL_TOKENS, MATMUL_ROWS)
+        };
+        let (gx, gy) = grid(w.rows.div_ceil(rows));
+        let params = [u(w.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, Word::U(0), u(split1)?, u(split2)?];
+        self.dispatch(
+            kernel,
+            &params,
+            &[
+                (1, Bind::Buffer(&w.parts[0].buffer)),
+                (2, Bind::Buffer(x.buffer())),
+                (3, Bind::Buffer(outs[0].buffer())),
+                (4, Bind::Buffer(outs[1].buffer())),
+                (5, Bind::Buffer(third.buffer())),
+            ],
+            (gx, gy, x.n.div_ceil(tokens) as u32),
+        )?;
+        Ok(outs)
+    }
+}
