@@ -2,11 +2,12 @@
 // invocations per row, for a tile of up to eight tokens at once (so a prefill
 // dequantizes each weight once per eight tokens, not once per token).
 //
-// Composed after formats/common.wgsl and one format file, which supply `dequant8`.
+// Composed after formats/common.wgsl and one format file, which supply `dequant8`,
+// and before one of store/*.wgsl, which supplies `store` and the output bindings (one
+// tensor, or the parts of a stack of matrices).
 //
 // Bindings: 0 `p` (uniform), 1 `weights` (the rows of this part of W, as stored),
-// 2 `x` (n × cols, f32), 3 `y` (n × out_width, f32; this part writes columns
-// row_offset..row_offset + rows).
+// 2 `x` (n × cols, f32), 3.. the outputs (see the store file).
 // Dispatch: (gx, gy, ceil(n / 8)) workgroups of 64, with gx · gy ≥ ceil(rows / 8);
 // workgroup (i, j, t) computes rows 8 · (i + j · gx) .. + 8 for tokens 8t..8t + 8.
 // Invocation (r, l) sums the groups of eight values l, l + 8, … of its row r; the eight
@@ -19,12 +20,13 @@ struct Params {
     row_bytes: u32,
     out_width: u32,
     row_offset: u32,
+    split1: u32,
+    split2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> weights: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 const ROWS: u32 = 8u;
 const LANES: u32 = 8u;
@@ -71,6 +73,6 @@ fn main(
         for (var j = 0u; j < LANES; j++) {
             s += partial[at + j];
         }
-        y[(t0 + t) * p.out_width + p.row_offset + row] = s;
+        store(t0 + t, row, s);
     }
 }

@@ -4,10 +4,10 @@
 // beside them, and each invocation accumulates a 4 × 4 block of outputs from both; so
 // every weight is dequantized once per 32 tokens and read from workgroup memory after.
 //
-// Composed after formats/common.wgsl and one format file, which supply `dequant8`.
+// Composed as matmul.wgsl is: after a format file, before a store file.
 //
-// Bindings (as matmul.wgsl): 0 `p` (uniform), 1 `weights`, 2 `x` (n × cols, f32), 3 `y`
-// (n × out_width; this part writes columns row_offset..row_offset + rows).
+// Bindings (as matmul.wgsl): 0 `p` (uniform), 1 `weights`, 2 `x` (n × cols, f32),
+// 3.. the outputs (see the store file).
 // Dispatch: (gx, gy, ceil(n / 32)) workgroups of 64 with gx · gy ≥ ceil(rows / 32);
 // workgroup (i, j, t) computes rows 32 · (i + j · gx) .. + 32 for tokens 32t..32t + 32;
 // invocation (a, b) = (index / 8, index % 8) the rows 4a..4a + 4 and tokens 4b..4b + 4
@@ -20,12 +20,13 @@ struct Params {
     row_bytes: u32,
     out_width: u32,
     row_offset: u32,
+    split1: u32,
+    split2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> weights: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
 const TILE: u32 = 32u;
 // Row stride of the tiles in workgroup memory (one spare column against bank conflicts).
@@ -106,7 +107,7 @@ fn main(
         for (var j = 0u; j < 4u; j++) {
             let t = t0 + 4u * b + j;
             if (row < p.rows && t < p.n) {
-                y[t * p.out_width + p.row_offset + row] = acc[i][j];
+                store(t, row, acc[i][j]);
             }
         }
     }
