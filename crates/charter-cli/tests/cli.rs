@@ -428,9 +428,11 @@ fn bench_prints_the_documented_json_and_counts_the_gpus_dispatches() {
     }
     assert_eq!(cpu["result"]["decode_tokens"], 3);
     assert!(cpu["dispatches_per_token"].is_null(), "the CPU dispatches nothing: {cpu}");
-    // On the GPU a step of SmolLM2's 30 layers takes at most eleven dispatches a layer
-    // (q, k and v in one; gate and up in one) and a few for the head and the shortlist.
+    // On the GPU a step of SmolLM2's 30 layers takes at most eight dispatches a layer
+    // (norm; q, k and v; their norms, rotation and cache write; attention; output;
+    // add and norm; gate and up; the gated down projection) and five for the embedding,
+    // the head and the shortlist: under 250.
     let gpu = run("gpu");
     let dispatches = gpu["dispatches_per_token"].as_u64().unwrap_or_else(|| panic!("no dispatch count: {gpu}"));
-    assert!((30..=30 * 11 + 8).contains(&dispatches), "{dispatches} dispatches per token");
+    assert!((30..=30 * 8 + 5).contains(&dispatches), "{dispatches} dispatches per token");
 }

@@ -97,7 +97,33 @@ impl CacheData {
     }
 }
 
+/// A layer's q, k and v projections on their way into attention: per-head norms of q
+/// and k where the architecture has them (Qwen3, Gemma 3), then rotary embeddings of
+/// both at positions `start..`.
+pub struct AttentionInput<'a, B: Backend + ?Sized> {
+    /// Queries, `(n, n_heads · head_dim)`.
+    pub q: B::Tensor,
+    /// Keys, `(n, n_kv_heads · head_dim)`.
+    pub k: B::Tensor,
+    /// Values, as the keys.
+    pub v: &'a B::Tensor,
+    /// The q and k norm weights (`head_dim` each).
+    pub qk_norm: Option<&'a [B::Vector; 2]>,
+    /// The norms' epsilon.
+    pub eps: f32,
+    /// The rotary tables.
+    pub rope: &'a B::Rope,
+    /// How the rotary embeddings pair dimensions.
+    pub style: RopeStyle,
+    /// The position of the first row.
+    pub start: usize,
+}
+
 /// The operations of one decoder step on one device.
+///
+/// Three operations are compositions of the others that a device with a high cost per
+/// kernel launch does in fewer: [`Backend::attend`], [`Backend::gated_product`] and
+/// [`Backend::norm_add_rms_norm`]. Their default bodies say what they compute.
 pub trait Backend {
     /// An activation matrix `(n_tokens, width)`.
     type Tensor: Clone;
@@ -120,6 +146,11 @@ pub trait Backend {
     /// [`Backend::matmul_each`] reads at once; by default each is its own.
     fn matrices(&self, ws: &[WeightData<'_>]) -> Result<Vec<Self::Matrix>, BackendError> {
         ws.iter().map(|&w| self.matrix(w)).collect()
+    }
+    /// Loads a gated feed-forward block's gate and up projections, for
+    /// [`Backend::gated_product`]; by default as [`Backend::matrices`] does.
+    fn gate_up(&self, gate: WeightData<'_>, up: WeightData<'_>) -> Result<Vec<Self::Matrix>, BackendError> {
+        self.matrices(&[gate, up])
     }
     /// Loads a weight vector.
     fn vector(&self, w: WeightData<'_>) -> Result<Self::Vector, BackendError>;
@@ -186,6 +217,47 @@ pub trait Backend {
         start: usize,
         params: &AttentionParams,
     ) -> Result<Self::Tensor, BackendError>;
+    /// [`AttentionInput`]'s norms and rotary embeddings, then [`Backend::attention`].
+    fn attend(
+        &self,
+        input: AttentionInput<'_, Self>,
+        cache: &mut Self::Cache,
+        params: &AttentionParams,
+    ) -> Result<Self::Tensor, BackendError> {
+        let AttentionInput { mut q, mut k, v, qk_norm, eps, rope, style, start } = input;
+        if let Some([qn, kn]) = qk_norm {
+            q = self.rms_norm(&q, qn, eps)?;
+            k = self.rms_norm(&k, kn, eps)?;
+        }
+        let q = self.rope(&q, rope, params.n_heads, start, style)?;
+        let k = self.rope(&k, rope, params.n_kv_heads, start, style)?;
+        self.attention(&q, &k, v, cache, start, params)
+    }
+    /// `act(x · Gᵀ) · (x · Uᵀ)`: a gated feed-forward block's input to its down
+    /// projection, from the matrices [`Backend::gate_up`] loaded (`scratch` is the
+    /// caller's, kept so a step allocates nothing).
+    fn gated_product(
+        &self,
+        x: &Self::Tensor,
+        gate_up: &[Self::Matrix],
+        act: Activation,
+        scratch: &mut Vec<Self::Tensor>,
+    ) -> Result<Self::Tensor, BackendError> {
+        gated_apart(self, x, gate_up, act, scratch)
+    }
+    /// [`Backend::add_rms_norm`] of `a` and `rms_norm(b, wb)`: a block's output norm
+    /// (Gemma 3), the residual add and the next norm.
+    fn norm_add_rms_norm(
+        &self,
+        a: &Self::Tensor,
+        b: &Self::Tensor,
+        wb: &Self::Vector,
+        w: &Self::Vector,
+        eps: f32,
+    ) -> Result<(Self::Tensor, Self::Tensor), BackendError> {
+        let b = self.rms_norm(b, wb, eps)?;
+        self.add_rms_norm(a, &b, w, eps)
+    }
     /// The first `len` positions of a cache, in the backend's own precision (to keep a
     /// prefilled state, such as Charter's system block, across loads).
     fn read_cache(&self, cache: &Self::Cache, len: usize) -> Result<CacheData, BackendError>;
@@ -244,5 +316,23 @@ pub trait Backend {
         len: usize,
     ) -> impl std::future::Future<Output = Result<CacheData, BackendError>> + 'a {
         async move { self.read_cache(cache, len) }
+    }
+}
+
+/// [`Backend::gated_product`] as two products and [`Backend::gated`]: the default, and
+/// what a backend falls back to for matrices it could not pair.
+pub fn gated_apart<B: Backend + ?Sized>(
+    b: &B,
+    x: &B::Tensor,
+    gate_up: &[B::Matrix],
+    act: Activation,
+    scratch: &mut Vec<B::Tensor>,
+) -> Result<B::Tensor, BackendError> {
+    scratch.clear();
+    b.matmul_each(x, gate_up, scratch)?;
+    let found = scratch.len();
+    match (scratch.pop(), scratch.pop()) {
+        (Some(up), Some(gate)) if found == 2 => b.gated(&gate, &up, act),
+        _ => Err(BackendError::Shape(format!("{found} products of a gate and an up projection"))),
     }
 }

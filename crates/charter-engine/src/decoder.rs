@@ -17,7 +17,7 @@
 use charter_core::{Candidate, Shortlist};
 
 use crate::architecture::DecoderConfig;
-use crate::backend::{AttentionParams, Backend, BackendError, CacheData, WeightData};
+use crate::backend::{AttentionInput, AttentionParams, Backend, BackendError, CacheData, WeightData};
 use crate::gguf::{Format, Gguf};
 
 /// Tokens per prefill chunk.
@@ -80,17 +80,6 @@ fn three<T>(v: &mut Vec<T>) -> Result<[T; 3], DecoderError> {
     }
 }
 
-/// Takes the two products of gate and up out of `v`.
-fn two<T>(v: &mut Vec<T>) -> Result<[T; 2], DecoderError> {
-    if v.len() != 2 {
-        return Err(wrong_count(v, 2));
-    }
-    match (v.pop(), v.pop()) {
-        (Some(b), Some(a)) => Ok([a, b]),
-        _ => Err(wrong_count(v, 2)),
-    }
-}
-
 /// The first bytes of a saved KV state (and its layout's version).
 const STATE_MAGIC: &[u8; 4] = b"CKV2";
 /// Header: magic, then layers, KV heads, head dimension, positions and the value type
@@ -109,7 +98,7 @@ struct Layer<B: Backend> {
     /// Norms after attention and after the feed-forward block (Gemma 3).
     post_norm: Option<[B::Vector; 2]>,
     ffn_norm: B::Vector,
-    /// The gate and up projections, as [`Backend::matrices`] loaded them.
+    /// The gate and up projections, as [`Backend::gate_up`] loaded them.
     gate_up: Vec<B::Matrix>,
     down: B::Matrix,
     /// Keys and values, `(n_kv_heads, capacity, head_dim)` each.
@@ -225,7 +214,7 @@ impl<B: Backend> Decoder<B> {
                 qk_norm,
                 post_norm,
                 ffn_norm: vector("ffn_norm.weight", d)?,
-                gate_up: backend.matrices(&[weight(4, d, ff)?, weight(5, d, ff)?])?,
+                gate_up: backend.gate_up(weight(4, d, ff)?, weight(5, d, ff)?)?,
                 down: backend.matrix(weight(6, ff, d)?)?,
                 cache: backend.cache(c.n_kv_heads, capacity, c.head_dim)?,
                 rope: usize::from(local),
@@ -388,10 +377,10 @@ impl<B: Backend> Decoder<B> {
         logits.clear();
         let n_chunks = tokens.len().div_ceil(PREFILL_CHUNK);
         for (i, chunk) in tokens.chunks(PREFILL_CHUNK).enumerate() {
-            let hidden = self.run_layers(chunk)?;
+            let stream = self.run_layers(chunk)?;
             self.n_cached += chunk.len();
             if all_logits || i + 1 == n_chunks {
-                let rows = if all_logits { hidden } else { self.backend.rows_from(&hidden, chunk.len() - 1)? };
+                let rows = if all_logits { stream } else { stream.rows_from(&self.backend, chunk.len() - 1)? };
                 let out = self.logits(&rows)?;
                 self.backend.read_into(&out, logits)?;
             }
@@ -434,9 +423,9 @@ impl<B: Backend> Decoder<B> {
         self.check_input(tokens)?;
         let mut last = None;
         for chunk in tokens.chunks(PREFILL_CHUNK) {
-            let hidden = self.run_layers(chunk)?;
+            let stream = self.run_layers(chunk)?;
             self.n_cached += chunk.len();
-            last = Some(self.backend.rows_from(&hidden, chunk.len() - 1)?);
+            last = Some(stream.rows_from(&self.backend, chunk.len() - 1)?);
         }
         let Some(rows) = last else {
             return Err(DecoderError::ContextFull { n_tokens: 0, n_cached: self.n_cached, capacity: self.capacity });
@@ -454,26 +443,29 @@ impl<B: Backend> Decoder<B> {
         Ok(())
     }
 
-    fn run_layers(&mut self, tokens: &[u32]) -> Result<B::Tensor, DecoderError> {
+    fn run_layers(&mut self, tokens: &[u32]) -> Result<Stream<B::Tensor>, DecoderError> {
         let b = &self.backend;
         let c = &self.config;
+        let eps = c.rms_eps;
         let products = &mut self.products;
         let start = self.n_cached;
         let mut x = b.embed(&self.embed, tokens)?;
         if let Some(s) = c.embed_scale {
             x = b.scale(&x, s)?;
         }
-        // The block's output (a residual still to add), carried to the next block so the
-        // add and the next norm happen in one step.
+        // The block's output (a residual still to add), carried to the next block so its
+        // post-norm, the add and the next norm happen in one step.
         let mut pending: Option<B::Tensor> = None;
-        for (layer, window) in self.layers.iter_mut().zip(&c.layer_windows) {
+        for i in 0..self.layers.len() {
+            let (done, rest) = self.layers.split_at_mut(i);
+            let Some(layer) = rest.first_mut() else { break };
             let h = match pending.take() {
                 Some(f) => {
-                    let (sum, h) = b.add_rms_norm(&x, &f, &layer.attn_norm, c.rms_eps)?;
+                    let (sum, h) = add_block(b, &x, &f, ffn_post_norm(done.last()), &layer.attn_norm, eps)?;
                     x = sum;
                     h
                 }
-                None => b.rms_norm(&x, &layer.attn_norm, c.rms_eps)?,
+                None => b.rms_norm(&x, &layer.attn_norm, eps)?,
             };
             products.clear();
             b.matmul_each(&h, &layer.qkv, products)?;
@@ -483,49 +475,80 @@ impl<B: Backend> Decoder<B> {
                 k = b.add_bias(&k, bk)?;
                 v = b.add_bias(&v, bv)?;
             }
-            if let Some([qn, kn]) = &layer.qk_norm {
-                q = b.rms_norm(&q, qn, c.rms_eps)?;
-                k = b.rms_norm(&k, kn, c.rms_eps)?;
-            }
-            let rope = &self.ropes[layer.rope];
-            let q = b.rope(&q, rope, c.n_heads, start, c.rope_style)?;
-            let k = b.rope(&k, rope, c.n_kv_heads, start, c.rope_style)?;
             let params = AttentionParams {
                 n_heads: c.n_heads,
                 n_kv_heads: c.n_kv_heads,
                 head_dim: c.head_dim,
                 scale: c.attn_scale,
-                window: *window,
+                window: c.layer_windows.get(i).copied().flatten(),
                 softcap: None,
             };
-            let a = b.attention(&q, &k, &v, &mut layer.cache, start, &params)?;
-            let mut a = b.matmul(&a, &layer.wo)?;
-            if let Some([post_attn, _]) = &layer.post_norm {
-                a = b.rms_norm(&a, post_attn, c.rms_eps)?;
-            }
-            let (sum, h) = b.add_rms_norm(&x, &a, &layer.ffn_norm, c.rms_eps)?;
+            let input = AttentionInput {
+                q,
+                k,
+                v: &v,
+                qk_norm: layer.qk_norm.as_ref(),
+                eps,
+                rope: &self.ropes[layer.rope],
+                style: c.rope_style,
+                start,
+            };
+            let a = b.attend(input, &mut layer.cache, &params)?;
+            let a = b.matmul(&a, &layer.wo)?;
+            let attn_post = layer.post_norm.as_ref().map(|[post_attn, _]| post_attn);
+            let (sum, h) = add_block(b, &x, &a, attn_post, &layer.ffn_norm, eps)?;
             x = sum;
-            products.clear();
-            b.matmul_each(&h, &layer.gate_up, products)?;
-            let [gate, up] = two(products)?;
-            let gated = b.gated(&gate, &up, c.activation)?;
-            let mut f = b.matmul(&gated, &layer.down)?;
-            if let Some([_, post_ffn]) = &layer.post_norm {
-                f = b.rms_norm(&f, post_ffn, c.rms_eps)?;
-            }
-            pending = Some(f);
+            let gated = b.gated_product(&h, &layer.gate_up, c.activation, products)?;
+            pending = Some(b.matmul(&gated, &layer.down)?);
         }
-        Ok(match pending {
-            Some(f) => b.add(&x, &f)?,
-            None => x,
-        })
+        Ok(Stream { x, pending })
     }
 
-    /// The logits of `hidden`'s rows.
-    fn logits(&self, hidden: &B::Tensor) -> Result<B::Tensor, DecoderError> {
+    /// The logits of the rows of the residual stream.
+    fn logits(&self, stream: &Stream<B::Tensor>) -> Result<B::Tensor, DecoderError> {
         let b = &self.backend;
-        let h = b.rms_norm(hidden, &self.output_norm, self.config.rms_eps)?;
+        let eps = self.config.rms_eps;
+        let h = match &stream.pending {
+            Some(f) => add_block(b, &stream.x, f, ffn_post_norm(self.layers.last()), &self.output_norm, eps)?.1,
+            None => b.rms_norm(&stream.x, &self.output_norm, eps)?,
+        };
         let head = self.output.as_ref().unwrap_or(&self.embed);
         Ok(b.matmul(&h, head)?)
+    }
+}
+
+/// The residual stream after the last block: `x`, and the last block's output still
+/// to add (so the add and the output norm are one step).
+struct Stream<T> {
+    x: T,
+    pending: Option<T>,
+}
+
+impl<T> Stream<T> {
+    /// Rows `from..` of both.
+    fn rows_from<B: Backend<Tensor = T>>(self, b: &B, from: usize) -> Result<Stream<T>, BackendError> {
+        let pending = self.pending.map(|f| b.rows_from(&f, from)).transpose()?;
+        Ok(Stream { x: b.rows_from(&self.x, from)?, pending })
+    }
+}
+
+/// The norm a layer applies to its feed-forward output before the add (Gemma 3).
+fn ffn_post_norm<B: Backend>(layer: Option<&Layer<B>>) -> Option<&B::Vector> {
+    layer?.post_norm.as_ref().map(|[_, post_ffn]| post_ffn)
+}
+
+/// The residual step after a block: `x + f` (`f` first normed by the block's post-norm
+/// where it has one) and that sum normed by `w`.
+fn add_block<B: Backend>(
+    b: &B,
+    x: &B::Tensor,
+    f: &B::Tensor,
+    post: Option<&B::Vector>,
+    w: &B::Vector,
+    eps: f32,
+) -> Result<(B::Tensor, B::Tensor), BackendError> {
+    match post {
+        Some(wb) => b.norm_add_rms_norm(x, f, wb, w, eps),
+        None => b.add_rms_norm(x, f, w, eps),
     }
 }

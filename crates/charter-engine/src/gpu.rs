@@ -11,11 +11,29 @@
 use charter_core::{Candidate, Shortlist};
 #[cfg(not(target_arch = "wasm32"))]
 use charter_gpu::GpuOptions;
-use charter_gpu::{Gate, Gpu, KvCache, MAX_SHORTLIST, MAX_STACK, Matrix, Pairing, RopeTable, ShortlistSpec, Tensor};
+use charter_gpu::{
+    Gate, Gpu, KvCache, MAX_SHORTLIST, MAX_STACK, Matrix, Pairing, QkNorms, RopeTable, Rotary, ShortlistSpec, Tensor,
+};
 use charter_kernels::format::dequantize_row;
 use charter_kernels::half::f32_to_f16;
 
-use crate::backend::{Activation, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData};
+use crate::backend::{
+    Activation, AttentionInput, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData, gated_apart,
+};
+
+fn pairing(style: RopeStyle) -> Pairing {
+    match style {
+        RopeStyle::Interleaved => Pairing::Interleaved,
+        RopeStyle::Halves => Pairing::Halves,
+    }
+}
+
+fn gate_kind(act: Activation) -> Gate {
+    match act {
+        Activation::Silu => Gate::Silu,
+        Activation::GeluTanh => Gate::GeluTanh,
+    }
+}
 
 /// The backend on one GPU device.
 #[derive(Debug)]
@@ -38,6 +56,13 @@ impl GpuBackend {
     /// The device, for tests and reports.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// Matrices of one format and row length as one stack, where they fit one binding.
+    fn stack(&self, ws: &[WeightData<'_>]) -> Option<Matrix> {
+        let cols = *ws.first()?.dims.first()? as usize;
+        let parts: Option<Vec<(usize, &[u8])>> = ws.iter().map(|w| Some((*w.dims.get(1)? as usize, w.bytes))).collect();
+        self.gpu.stacked_matrix(ws[0].ty, cols, &parts?).ok()
     }
 }
 
@@ -62,21 +87,26 @@ impl Backend for GpuBackend {
     }
 
     fn matrices(&self, ws: &[WeightData<'_>]) -> Result<Vec<Matrix>, BackendError> {
-        // Stacked where they share a format and a row length and fit one binding
-        // together; apart otherwise.
-        if let [first, rest @ ..] = ws
-            && (2..=MAX_STACK).contains(&ws.len())
-            && rest.iter().all(|w| w.ty == first.ty && w.dims.first() == first.dims.first())
-            && let Some(&cols) = first.dims.first()
-        {
-            let parts: Option<Vec<(usize, &[u8])>> = ws.iter().map(|w| Some((*w.dims.get(1)? as usize, w.bytes))).collect();
-            if let Some(parts) = parts
-                && let Ok(stack) = self.gpu.stacked_matrix(first.ty, cols as usize, &parts)
+        // Each run of neighbours that share a format and a row length is stacked (a
+        // Q4_K_M file keeps v in Q6_K beside q and k in Q4_K: q and k still go together);
+        // a run that does not fit one binding stays apart.
+        let mut out = Vec::with_capacity(ws.len());
+        let mut rest = ws;
+        while let [first, ..] = rest {
+            let run = rest.iter().take(MAX_STACK).take_while(|w| w.ty == first.ty && w.dims.first() == first.dims.first()).count();
+            let (group, tail) = rest.split_at(run);
+            rest = tail;
+            if run > 1
+                && let Some(stack) = self.stack(group)
             {
-                return Ok(vec![stack]);
+                out.push(stack);
+                continue;
+            }
+            for &w in group {
+                out.push(self.matrix(w)?);
             }
         }
-        ws.iter().map(|&w| self.matrix(w)).collect()
+        Ok(out)
     }
 
     fn matmul_each(&self, x: &Tensor, ws: &[Matrix], out: &mut Vec<Tensor>) -> Result<(), BackendError> {
@@ -142,19 +172,53 @@ impl Backend for GpuBackend {
     }
 
     fn rope(&self, x: &Tensor, rope: &RopeTable, n_heads: usize, start: usize, style: RopeStyle) -> Result<Tensor, BackendError> {
-        let pairing = match style {
-            RopeStyle::Interleaved => Pairing::Interleaved,
-            RopeStyle::Halves => Pairing::Halves,
-        };
-        Ok(self.gpu.rope(x, rope, n_heads, start, pairing)?)
+        Ok(self.gpu.rope(x, rope, n_heads, start, pairing(style))?)
     }
 
     fn gated(&self, gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor, BackendError> {
-        let gate_kind = match act {
-            Activation::Silu => Gate::Silu,
-            Activation::GeluTanh => Gate::GeluTanh,
-        };
-        Ok(self.gpu.gated(gate, up, gate_kind)?)
+        Ok(self.gpu.gated(gate, up, gate_kind(act))?)
+    }
+
+    fn gate_up(&self, gate: WeightData<'_>, up: WeightData<'_>) -> Result<Vec<Matrix>, BackendError> {
+        // Paired where they share a format and a shape and fit one binding together.
+        if let ([cols, rows], true) = (gate.dims, gate.ty == up.ty && gate.dims == up.dims)
+            && let Ok(pair) = self.gpu.gate_up_matrix(gate.ty, *rows as usize, *cols as usize, gate.bytes, up.bytes)
+        {
+            return Ok(vec![pair]);
+        }
+        self.matrices(&[gate, up])
+    }
+
+    fn gated_product(
+        &self,
+        x: &Tensor,
+        gate_up: &[Matrix],
+        act: Activation,
+        scratch: &mut Vec<Tensor>,
+    ) -> Result<Tensor, BackendError> {
+        match gate_up {
+            [pair] if pair.is_paired() => Ok(self.gpu.matmul_gated(x, pair, gate_kind(act))?),
+            _ => gated_apart(self, x, gate_up, act, scratch),
+        }
+    }
+
+    fn norm_add_rms_norm(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        wb: &Tensor,
+        w: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor), BackendError> {
+        Ok(self.gpu.norm_add_rms_norm(a, b, wb, w, eps)?)
+    }
+
+    fn attend(&self, input: AttentionInput<'_, Self>, cache: &mut KvCache, params: &AttentionParams) -> Result<Tensor, BackendError> {
+        let AttentionInput { q, k, v, qk_norm, eps, rope, style, start } = input;
+        let norms = qk_norm.map(|[q, k]| QkNorms { q, k, eps });
+        let rotary = Rotary { table: rope, pairing: pairing(style), start };
+        let q = self.gpu.prepare_attention(q, &k, v, norms, rotary, cache)?;
+        Ok(self.gpu.attend(&q, cache, start, params)?)
     }
 
     fn attention(
@@ -191,6 +255,11 @@ impl Backend for GpuBackend {
     }
 
     fn rows_from(&self, x: &Tensor, from: usize) -> Result<Tensor, BackendError> {
+        if from == 0 {
+            // Only the q handed to `attend` by value is written in place; any other tensor
+            // may share its buffer.
+            return Ok(x.clone());
+        }
         Ok(self.gpu.rows_from(x, from.min(x.n))?)
     }
 

@@ -216,6 +216,32 @@ fn every_architecture_loads_and_decodes_consistently() {
     }
 }
 
+/// Every architecture on the GPU backend, whose kernels fuse what these models differ
+/// in (q/k norms with the rotation, Gemma's norms after each block with the residual
+/// add, biases before both): a prompt in one batch and then a token at a time give the
+/// CPU's logits.
+#[cfg(feature = "gpu")]
+#[test]
+fn every_architecture_runs_on_the_gpu_as_on_the_cpu() {
+    for arch in ["llama", "qwen2", "qwen3", "gemma3"] {
+        let mut tiny = Tiny::new(arch);
+        tiny.n_layers = 3;
+        let bytes = tiny.build();
+        let gpu_options = LoadOptions { context_length: Some(64), backend: charter_engine::BackendChoice::Gpu };
+        let mut gpu = Model::load(&bytes, &gpu_options).unwrap_or_else(|e| panic!("{e}: the GPU tests need an adapter"));
+        let mut cpu = load(&bytes);
+        let prompt: Vec<u32> = (40..61).collect();
+        let mut steps = vec![&prompt[..]];
+        steps.extend(prompt.chunks(1).take(4));
+        for (i, tokens) in steps.into_iter().enumerate() {
+            let want = LanguageModel::forward(&mut cpu.decoder, tokens).unwrap();
+            let got = LanguageModel::forward(&mut gpu.decoder, tokens).unwrap();
+            let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 5e-4, "{arch}, step {i} ({} tokens): GPU logits {worst} from the CPU's", tokens.len());
+        }
+    }
+}
+
 #[test]
 fn llama_3_frequency_factors_are_applied() {
     let plain = Tiny::new("llama").build();

@@ -2,8 +2,10 @@
 //!
 //! WGSL has no includes: a kernel that reads weights is its own file appended to
 //! `formats/common.wgsl` and one format file, which supply `dequant8`; a matrix product
-//! is followed by one of `store/*.wgsl`, which says where its values go (one tensor, or
-//! the parts of a stack of matrices). Pipelines for a
+//! is followed by one of `store/*.wgsl`, which says where its values go (one tensor; the
+//! parts of a stack of matrices; or, for interleaved gate and up rows, the gated
+//! `act(gate) · up`). The norms share `reduce.wgsl`; the gates share `activation.wgsl`.
+//! Pipelines for a
 //! weight format are compiled when the first matrix of that format is uploaded (at
 //! load), the others when the device opens.
 
@@ -18,8 +20,12 @@ const COMMON: &str = include_str!("kernels/formats/common.wgsl");
 const MATMUL: &str = include_str!("kernels/matmul.wgsl");
 const MATMUL_TILED: &str = include_str!("kernels/matmul_tiled.wgsl");
 const EMBED: &str = include_str!("kernels/embed.wgsl");
+const ACTIVATION: &str = include_str!("kernels/activation.wgsl");
+const REDUCE: &str = include_str!("kernels/reduce.wgsl");
+const PREPARE_ATTENTION: &str = include_str!("kernels/prepare_attention.wgsl");
 const STORE_ONE: &str = include_str!("kernels/store/one.wgsl");
 const STORE_SPLIT: &str = include_str!("kernels/store/split.wgsl");
+const STORE_GATED: &str = include_str!("kernels/store/gated.wgsl");
 const RMS_NORM: &str = include_str!("kernels/rms_norm.wgsl");
 const ELEMENTWISE: &str = include_str!("kernels/elementwise.wgsl");
 const ROPE: &str = include_str!("kernels/rope.wgsl");
@@ -59,17 +65,32 @@ pub struct Shader {
     pub source: String,
 }
 
-/// The kernels that read weights: name, kernel text and the store file after it.
-const WEIGHT_KERNELS: [(&str, &str, &str); 5] = [
-    ("matmul", MATMUL, STORE_ONE),
-    ("matmul_tiled", MATMUL_TILED, STORE_ONE),
-    ("matmul_split", MATMUL, STORE_SPLIT),
-    ("matmul_tiled_split", MATMUL_TILED, STORE_SPLIT),
-    ("embed", EMBED, ""),
+/// The kernels that read weights: name, the kernel, and the store file after it (with
+/// what it needs before it).
+const WEIGHT_KERNELS: [(&str, &str, &[&str]); 7] = [
+    ("matmul", MATMUL, &[STORE_ONE]),
+    ("matmul_tiled", MATMUL_TILED, &[STORE_ONE]),
+    ("matmul_split", MATMUL, &[STORE_SPLIT]),
+    ("matmul_tiled_split", MATMUL_TILED, &[STORE_SPLIT]),
+    ("matmul_gated", MATMUL, &[ACTIVATION, STORE_GATED]),
+    ("matmul_tiled_gated", MATMUL_TILED, &[ACTIVATION, STORE_GATED]),
+    ("embed", EMBED, &[]),
 ];
 
-fn weights_kernel(kernel: &str, store: &str, format: Format) -> Option<String> {
-    Some(format!("{COMMON}\n{}\n{kernel}\n{store}", format_source(format)?))
+fn weights_kernel(kernel: &str, store: &[&str], format: Format) -> Option<String> {
+    Some(format!("{COMMON}\n{}\n{kernel}\n{}", format_source(format)?, store.join("\n")))
+}
+
+/// The kernels that read no weights: name and the files composed, in order.
+fn plain_kernels() -> [(&'static str, String); 6] {
+    [
+        ("rms_norm", format!("{REDUCE}\n{RMS_NORM}")),
+        ("elementwise", format!("{ACTIVATION}\n{ELEMENTWISE}")),
+        ("rope", ROPE.to_owned()),
+        ("attention", ATTENTION.to_owned()),
+        ("prepare_attention", format!("{REDUCE}\n{PREPARE_ATTENTION}")),
+        ("shortlist", SHORTLIST.to_owned()),
+    ]
 }
 
 /// Every shader module, composed: what naga validates and the device compiles.
@@ -82,10 +103,8 @@ pub fn shaders() -> Vec<Shader> {
             }
         }
     }
-    for (name, text) in
-        [("rms_norm", RMS_NORM), ("elementwise", ELEMENTWISE), ("rope", ROPE), ("attention", ATTENTION), ("shortlist", SHORTLIST)]
-    {
-        out.push(Shader { name: name.to_owned(), source: text.to_owned() });
+    for (name, source) in plain_kernels() {
+        out.push(Shader { name: name.to_owned(), source });
     }
     out
 }
@@ -124,6 +143,8 @@ pub(crate) struct FormatKernels {
     pub(crate) matmul_tiled: Kernel,
     pub(crate) matmul_split: Kernel,
     pub(crate) matmul_tiled_split: Kernel,
+    pub(crate) matmul_gated: Kernel,
+    pub(crate) matmul_tiled_gated: Kernel,
     pub(crate) embed: Kernel,
 }
 
@@ -131,6 +152,7 @@ pub(crate) struct FormatKernels {
 pub(crate) struct Kernels {
     pub(crate) rms_norm: Kernel,
     pub(crate) add_rms_norm: Kernel,
+    pub(crate) norm_add_rms_norm: Kernel,
     pub(crate) add: Kernel,
     pub(crate) add_bias: Kernel,
     pub(crate) scale: Kernel,
@@ -140,6 +162,7 @@ pub(crate) struct Kernels {
     pub(crate) rope: Kernel,
     pub(crate) kv_write: Kernel,
     pub(crate) attend: Kernel,
+    pub(crate) prepare_attention: Kernel,
     pub(crate) top_of_logits: Kernel,
     pub(crate) top_of_pairs: Kernel,
     formats: RefCell<HashMap<Format, std::rc::Rc<FormatKernels>>>,
@@ -147,17 +170,19 @@ pub(crate) struct Kernels {
 
 impl Kernels {
     pub(crate) fn new(device: &wgpu::Device) -> Kernels {
-        let mut norm = compile(device, "rms_norm", RMS_NORM, &["rms_norm", "add_rms_norm"]).into_iter();
+        let [norm, ew, rope, attn, prepare, top] = plain_kernels().map(|(_, source)| source);
+        let mut norm = compile(device, "rms_norm", &norm, &["rms_norm", "add_rms_norm", "norm_add_rms_norm"]).into_iter();
         let mut ew =
-            compile(device, "elementwise", ELEMENTWISE, &["add", "add_bias", "scale", "gated_silu", "gated_gelu", "copy_rows"])
-                .into_iter();
-        let mut attn = compile(device, "attention", ATTENTION, &["kv_write", "attend"]).into_iter();
-        let mut rope = compile(device, "rope", ROPE, &["main"]).into_iter();
-        let mut top = compile(device, "shortlist", SHORTLIST, &["top_of_logits", "top_of_pairs"]).into_iter();
+            compile(device, "elementwise", &ew, &["add", "add_bias", "scale", "gated_silu", "gated_gelu", "copy_rows"]).into_iter();
+        let mut attn = compile(device, "attention", &attn, &["kv_write", "attend"]).into_iter();
+        let mut rope = compile(device, "rope", &rope, &["main"]).into_iter();
+        let mut prepare = compile(device, "prepare_attention", &prepare, &["main"]).into_iter();
+        let mut top = compile(device, "shortlist", &top, &["top_of_logits", "top_of_pairs"]).into_iter();
         let next = |it: &mut std::vec::IntoIter<Kernel>| it.next().expect("one kernel per entry point");
         Kernels {
             rms_norm: next(&mut norm),
             add_rms_norm: next(&mut norm),
+            norm_add_rms_norm: next(&mut norm),
             add: next(&mut ew),
             add_bias: next(&mut ew),
             scale: next(&mut ew),
@@ -167,6 +192,7 @@ impl Kernels {
             rope: next(&mut rope),
             kv_write: next(&mut attn),
             attend: next(&mut attn),
+            prepare_attention: next(&mut prepare),
             top_of_logits: next(&mut top),
             top_of_pairs: next(&mut top),
             formats: RefCell::default(),
@@ -185,13 +211,20 @@ impl Kernels {
             let source = weights_kernel(text, store, format).ok_or_else(unsupported)?;
             compiled.extend(compile(device, &format!("{kind}.{name}"), &source, &["main"]));
         }
-        let mut it = compiled.into_iter();
-        let (Some(matmul), Some(matmul_tiled), Some(matmul_split), Some(matmul_tiled_split), Some(embed)) =
-            (it.next(), it.next(), it.next(), it.next(), it.next())
+        let Ok([matmul, matmul_tiled, matmul_split, matmul_tiled_split, matmul_gated, matmul_tiled_gated, embed]) =
+            <[Kernel; 7]>::try_from(compiled)
         else {
             return Err(unsupported());
         };
-        let k = std::rc::Rc::new(FormatKernels { matmul, matmul_tiled, matmul_split, matmul_tiled_split, embed });
+        let k = std::rc::Rc::new(FormatKernels {
+            matmul,
+            matmul_tiled,
+            matmul_split,
+            matmul_tiled_split,
+            matmul_gated,
+            matmul_tiled_gated,
+            embed,
+        });
         self.formats.borrow_mut().insert(format, k.clone());
         Ok(k)
     }

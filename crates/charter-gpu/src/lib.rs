@@ -12,6 +12,8 @@
 //! * [`Tensor`], [`Matrix`], [`KvCache`], [`RopeTable`]: what lives on it;
 //! * [`Gpu::stacked_matrix`] and [`Gpu::matmul_stack`]: matrices that read the same
 //!   input (q, k, v; gate, up) as one, for one dispatch;
+//! * [`Gpu::prepare_attention`], [`Gpu::matmul_gated`], [`Gpu::norm_add_rms_norm`]:
+//!   several steps of a layer in one dispatch each, so a layer takes eight;
 //! * [`Gpu::shortlist_async`]: the sampler's candidates of a row of logits, computed
 //!   where the logits are, so a decode step reads back a few hundred bytes;
 //! * `kernels/*.wgsl`: one file per kernel, each opening with what it computes, its
@@ -19,6 +21,7 @@
 //!   format each and are composed into the kernels that read weights.
 
 mod device;
+mod fused;
 mod kernels;
 mod map;
 mod ops;
@@ -28,6 +31,7 @@ mod shortlist;
 mod stack;
 
 pub use device::{Gpu, GpuError, GpuOptions};
+pub use fused::{QkNorms, Rotary};
 pub use kernels::{Shader, shaders};
 pub use ops::{Gate, KvCache, Matrix, Pairing, RopeTable};
 pub use pool::Tensor;

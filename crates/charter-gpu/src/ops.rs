@@ -39,6 +39,16 @@ pub enum Gate {
     GeluTanh,
 }
 
+impl Gate {
+    /// The activation's number in the kernels' parameters (`activation.wgsl`).
+    pub(crate) fn number(self) -> u32 {
+        match self {
+            Gate::Silu => 0,
+            Gate::GeluTanh => 1,
+        }
+    }
+}
+
 /// A weight matrix `(rows, cols)` in its GGUF format, in one buffer or, when larger
 /// than a binding may be, in several of whole rows.
 pub struct Matrix {
@@ -50,6 +60,9 @@ pub struct Matrix {
     pub(crate) kernels: Rc<FormatKernels>,
     /// Rows of each matrix stacked in this one (one entry: a plain matrix).
     pub(crate) stack: Vec<usize>,
+    /// A gate and an up projection with their rows interleaved, read only by
+    /// [`Gpu::matmul_gated`].
+    pub(crate) paired: bool,
 }
 
 pub(crate) struct Part {
@@ -62,12 +75,13 @@ impl std::fmt::Debug for Matrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Matrix({} {}×{}, {} parts, stack {:?})",
+            "Matrix({} {}×{}, {} parts, stack {:?}{})",
             self.format.name(),
             self.rows,
             self.cols,
             self.parts.len(),
-            self.stack
+            self.stack,
+            if self.paired { ", gate and up paired" } else { "" }
         )
     }
 }
@@ -92,24 +106,54 @@ impl Matrix {
     pub fn stack(&self) -> &[usize] {
         &self.stack
     }
+
+    /// Whether it is a gate and up pair ([`Gpu::gate_up_matrix`]).
+    pub fn is_paired(&self) -> bool {
+        self.paired
+    }
 }
 
 /// Rotary tables: `(cos, sin)` for each position and frequency.
 #[derive(Debug)]
 pub struct RopeTable {
-    buffer: wgpu::Buffer,
-    half: usize,
-    capacity: usize,
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) half: usize,
+    pub(crate) capacity: usize,
 }
 
 /// One layer's keys and values, `f16`, `(heads, capacity, head_dim)` each.
 #[derive(Debug)]
 pub struct KvCache {
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
-    heads: usize,
-    capacity: usize,
-    head_dim: usize,
+    pub(crate) k: wgpu::Buffer,
+    pub(crate) v: wgpu::Buffer,
+    pub(crate) heads: usize,
+    pub(crate) capacity: usize,
+    pub(crate) head_dim: usize,
+}
+
+/// The parameters of `attention.wgsl`, once the shapes are checked.
+fn attention_params(q: &Tensor, cache: &KvCache, start: usize, p: &Attention) -> Result<[Word; 9], GpuError> {
+    if p.head_dim != cache.head_dim
+        || p.n_kv_heads != cache.heads
+        || p.n_kv_heads == 0
+        || !p.n_heads.is_multiple_of(p.n_kv_heads)
+        || q.width != p.n_heads * p.head_dim
+        || q.n == 0
+        || start + q.n > cache.capacity
+    {
+        return Err(shape(format!("attention of {q:?} at {start} in a cache of {} positions", cache.capacity)));
+    }
+    Ok([
+        u(q.n)?,
+        u(start)?,
+        u(p.n_heads)?,
+        u(p.n_kv_heads)?,
+        u(p.head_dim)?,
+        u(cache.capacity)?,
+        u(p.window.unwrap_or(0))?,
+        Word::F(p.scale),
+        Word::F(p.softcap.unwrap_or(0.0)),
+    ])
 }
 
 /// Fills a buffer created mapped with `bytes` (zero-padded to its size) and unmaps it.
@@ -148,6 +192,11 @@ pub(crate) fn u(n: usize) -> Result<Word, GpuError> {
     u32::try_from(n).map(Word::U).map_err(|_| GpuError::Unsupported(format!("a size of {n}")))
 }
 
+/// A workgroup count along one grid dimension.
+pub(crate) fn count(n: usize) -> Result<u32, GpuError> {
+    u32::try_from(n).ok().filter(|&n| n <= MAX_GROUPS).ok_or_else(|| GpuError::Unsupported(format!("{n} workgroups in a row")))
+}
+
 pub(crate) fn shape(what: impl Into<String>) -> GpuError {
     GpuError::Shape(what.into())
 }
@@ -160,6 +209,7 @@ pub(crate) enum Bind<'a> {
 }
 
 impl Gpu {
+    /// Records one dispatch of `k` with its parameters and storage bindings.
     pub(crate) fn dispatch(
         &self,
         k: &Kernel,
@@ -263,7 +313,7 @@ impl Gpu {
             parts.push(Part { buffer, row_start, rows: n });
         }
         self.check()?;
-        Ok(Matrix { format, rows, cols, row_bytes, parts, kernels, stack: vec![rows] })
+        Ok(Matrix { format, rows, cols, row_bytes, parts, kernels, stack: vec![rows], paired: false })
     }
 
     /// Rotary tables for `capacity` positions of `half` frequencies, from row-major
@@ -325,7 +375,7 @@ impl Gpu {
 
     /// `x · Wᵀ`: `(n, cols)` to `(n, rows)`.
     pub fn matmul(&self, x: &Tensor, w: &Matrix) -> Result<Tensor, GpuError> {
-        if x.width != w.cols {
+        if x.width != w.cols || w.paired {
             return Err(shape(format!("{}×{} times {:?}ᵀ", x.n, x.width, w)));
         }
         let out = self.tensor(x.n, w.rows);
@@ -340,7 +390,7 @@ impl Gpu {
         for part in &w.parts {
             let (gx, gy) = grid(part.rows.div_ceil(rows));
             let params =
-                [u(part.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, u(part.row_start)?, Word::U(0), Word::U(0)];
+                [u(part.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, u(part.row_start)?, Word::U(0), Word::U(0), Word::U(0)];
             self.dispatch(
                 kernel,
                 &params,
@@ -411,7 +461,7 @@ impl Gpu {
         Ok(out)
     }
 
-    fn check_norm(&self, x: &Tensor, w: &Tensor) -> Result<usize, GpuError> {
+    pub(crate) fn check_norm(&self, x: &Tensor, w: &Tensor) -> Result<usize, GpuError> {
         if w.is_empty() || !x.len().is_multiple_of(w.len()) {
             return Err(shape(format!("rms norm of {} over {x:?}", w.len())));
         }
@@ -494,27 +544,10 @@ impl Gpu {
         p: &Attention,
     ) -> Result<Tensor, GpuError> {
         let kv_width = cache.heads * cache.head_dim;
-        if p.head_dim != cache.head_dim
-            || p.n_kv_heads != cache.heads
-            || !p.n_heads.is_multiple_of(p.n_kv_heads)
-            || q.width != p.n_heads * p.head_dim
-            || (k.n, k.width) != (q.n, kv_width)
-            || (v.n, v.width) != (q.n, kv_width)
-            || start + q.n > cache.capacity
-        {
+        if (k.n, k.width) != (q.n, kv_width) || (v.n, v.width) != (q.n, kv_width) || start + q.n > cache.capacity {
             return Err(shape(format!("attention of {q:?}, {k:?}, {v:?} at {start} in {} positions", cache.capacity)));
         }
-        let params = [
-            u(q.n)?,
-            u(start)?,
-            u(p.n_heads)?,
-            u(p.n_kv_heads)?,
-            u(p.head_dim)?,
-            u(cache.capacity)?,
-            u(p.window.unwrap_or(0))?,
-            Word::F(p.scale),
-            Word::F(p.softcap.unwrap_or(0.0)),
-        ];
+        let params = attention_params(q, cache, start, p)?;
         let (gx, gy) = grid((q.n * kv_width / 2).div_ceil(64));
         self.dispatch(
             &self.kernels.kv_write,
@@ -527,6 +560,13 @@ impl Gpu {
             ],
             (gx, gy, 1),
         )?;
+        self.attend(q, cache, start, p)
+    }
+
+    /// Attends the queries `q` at positions `start..start + n` over every position of
+    /// `cache` they see (their own keys and values already written).
+    pub fn attend(&self, q: &Tensor, cache: &KvCache, start: usize, p: &Attention) -> Result<Tensor, GpuError> {
+        let params = attention_params(q, cache, start, p)?;
         let out = self.tensor(q.n, q.width);
         self.dispatch(
             &self.kernels.attend,
@@ -537,7 +577,7 @@ impl Gpu {
                 (5, Bind::Buffer(&cache.k)),
                 (6, Bind::Buffer(&cache.v)),
             ],
-            (u32::try_from(p.n_heads).unwrap_or(u32::MAX), u32::try_from(q.n).unwrap_or(u32::MAX), 1),
+            (count(p.n_heads)?, count(q.n)?, 1),
         )?;
         Ok(out)
     }

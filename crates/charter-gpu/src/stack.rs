@@ -1,10 +1,13 @@
 //! Stacks of matrices that read the same input (a layer's q, k and v; its gate and
 //! up): uploaded as one matrix of their rows one after another, so one dispatch reads
 //! the input once and writes each matrix's product to its own tensor
-//! (`kernels/store/split.wgsl`). A decode step takes two dispatches fewer per q, k, v
-//! and one fewer per gate and up.
+//! (`kernels/store/split.wgsl`). A decode step takes two dispatches fewer per q, k, v.
+//!
+//! A gate and an up projection are paired instead: their rows interleaved, so one
+//! dispatch writes the gated `act(gate) · up` itself (`kernels/store/gated.wgsl`) and
+//! neither product is ever written out: two dispatches fewer per layer.
 
-use crate::ops::{Bind, MATMUL_ROWS, MATMUL_TOKENS, Matrix, TILED, Word, grid, shape, u};
+use crate::ops::{Bind, Gate, MATMUL_ROWS, MATMUL_TOKENS, Matrix, TILED, Word, grid, shape, u};
 use crate::pool::Tensor;
 use crate::{Gpu, GpuError};
 
@@ -42,7 +45,7 @@ impl Gpu {
         if w.stack.len() == 1 {
             return Ok(vec![self.matmul(x, w)?]);
         }
-        if x.width != w.cols || w.parts.len() != 1 {
+        if x.width != w.cols || w.parts.len() != 1 || w.paired {
             return Err(shape(format!("{}×{} times {:?}ᵀ", x.n, x.width, w)));
         }
         let outs: Vec<Tensor> = w.stack.iter().map(|&rows| self.tensor(x.n, rows)).collect();
@@ -57,7 +60,7 @@ impl Gpu {
             (&w.kernels.matmul_split, MATMUL_TOKENS, MATMUL_ROWS)
         };
         let (gx, gy) = grid(w.rows.div_ceil(rows));
-        let params = [u(w.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, Word::U(0), u(split1)?, u(split2)?];
+        let params = [u(w.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, Word::U(0), u(split1)?, u(split2)?, Word::U(0)];
         self.dispatch(
             kernel,
             &params,
@@ -71,5 +74,48 @@ impl Gpu {
             (gx, gy, x.n.div_ceil(tokens) as u32),
         )?;
         Ok(outs)
+    }
+
+    /// Uploads a gate and an up projection (`rows` rows of `cols` values each, stored as
+    /// `format`) as one pair for [`Gpu::matmul_gated`]. Refused where the pair would not
+    /// fit one binding; the caller then keeps them apart.
+    pub fn gate_up_matrix(&self, format: Format, rows: usize, cols: usize, gate: &[u8], up: &[u8]) -> Result<Matrix, GpuError> {
+        let row_bytes = format.row_bytes(cols).filter(|&b| b * rows == gate.len() && gate.len() == up.len()).ok_or_else(|| {
+            shape(format!("{} and {} bytes for {rows} rows of {cols} {} values", gate.len(), up.len(), format.name()))
+        })?;
+        let bytes: Vec<u8> =
+            gate.chunks_exact(row_bytes).zip(up.chunks_exact(row_bytes)).flat_map(|(g, u)| g.iter().chain(u).copied()).collect();
+        let mut m = self.matrix(format, 2 * rows, cols, &bytes)?;
+        if m.parts.len() != 1 {
+            return Err(GpuError::Unsupported(format!("a gate and up pair of {} bytes exceeds a binding", bytes.len())));
+        }
+        m.stack = vec![rows, rows];
+        m.paired = true;
+        Ok(m)
+    }
+
+    /// `gate(x · Gᵀ) · (x · Uᵀ)` for a pair from [`Gpu::gate_up_matrix`], in one dispatch:
+    /// `(n, cols)` to `(n, rows)`.
+    pub fn matmul_gated(&self, x: &Tensor, w: &Matrix, gate: Gate) -> Result<Tensor, GpuError> {
+        if x.width != w.cols || !w.paired || w.parts.len() != 1 {
+            return Err(shape(format!("{}×{} through the gate of {:?}", x.n, x.width, w)));
+        }
+        let rows = w.rows / 2;
+        let out = self.tensor(x.n, rows);
+        let (kernel, tokens, per_group) = if x.n > MATMUL_TOKENS {
+            (&w.kernels.matmul_tiled_gated, TILED, TILED)
+        } else {
+            (&w.kernels.matmul_gated, MATMUL_TOKENS, MATMUL_ROWS)
+        };
+        let (gx, gy) = grid(w.rows.div_ceil(per_group));
+        let params =
+            [u(w.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(rows)?, Word::U(0), Word::U(0), Word::U(0), Word::U(gate.number())];
+        self.dispatch(
+            kernel,
+            &params,
+            &[(1, Bind::Buffer(&w.parts[0].buffer)), (2, Bind::Buffer(x.buffer())), (3, Bind::Buffer(out.buffer()))],
+            (gx, gy, x.n.div_ceil(tokens) as u32),
+        )?;
+        Ok(out)
     }
 }

@@ -3,126 +3,18 @@
 //! counts across the matmul's tile of eight), on whatever adapter the platform offers
 //! (Mesa's lavapipe in CI).
 
-use charter_gpu::{Gate, Gpu, GpuOptions, MAX_SHORTLIST, Pairing, ShortlistSpec};
+use charter_gpu::{Gate, GpuOptions, MAX_SHORTLIST, Pairing, ShortlistSpec};
 use charter_kernels::attention::{Attention, KvCache, Scratch, attend};
 use charter_kernels::format::dequantize_row;
-use charter_kernels::half::f32_to_f16;
 use charter_kernels::{Format, ops, reference};
 
-/// A test natively (on a blocking executor) and in the browser (wasm-bindgen-test, on
-/// the page's WebGPU adapter), from one async body.
-macro_rules! gpu_test {
-    ($name:ident, $body:ident) => {
-        #[cfg(not(target_arch = "wasm32"))]
-        #[test]
-        fn $name() {
-            pollster::block_on($body());
-        }
+#[macro_use]
+mod common;
 
-        #[cfg(target_arch = "wasm32")]
-        #[wasm_bindgen_test::wasm_bindgen_test]
-        async fn $name() {
-            $body().await;
-        }
-    };
-}
+use common::{GPU_FORMATS, Rng, assert_close, gpu, gpu_with, random_matrix, widths};
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
-
-/// A small deterministic generator (xorshift), so failures repeat.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn byte(&mut self) -> u8 {
-        (self.next() >> 24) as u8
-    }
-
-    /// A float in `[-1, 1)`.
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.unit()).collect()
-    }
-}
-
-async fn gpu() -> Gpu {
-    gpu_with(GpuOptions::default()).await
-}
-
-async fn gpu_with(options: GpuOptions) -> Gpu {
-    Gpu::new(options).await.unwrap_or_else(|e| {
-        panic!("{e}: the GPU tests need an adapter (on Linux, Mesa's lavapipe: apt-get install mesa-vulkan-drivers)")
-    })
-}
-
-/// Random rows with sane scales: every `f16` scale field moderate, every other byte random.
-fn random_matrix(format: Format, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
-    let mut data: Vec<u8> = (0..format.row_bytes(cols).unwrap() * rows).map(|_| rng.byte()).collect();
-    let f16 = |rng: &mut Rng, lo: f32, hi: f32| f32_to_f16(lo + (hi - lo) * (rng.unit() * 0.5 + 0.5)).to_le_bytes();
-    for blk in data.chunks_exact_mut(format.block_bytes()) {
-        let mut put = |at: usize, v: [u8; 2]| blk[at..at + 2].copy_from_slice(&v);
-        match format {
-            Format::F32 => {
-                let v = rng.unit();
-                blk.copy_from_slice(&v.to_le_bytes());
-            }
-            Format::F16 => put(0, f16(rng, -2.0, 2.0)),
-            Format::BF16 => put(0, ((rng.unit().to_bits() >> 16) as u16).to_le_bytes()),
-            Format::Q4_0 | Format::Q5_0 | Format::Q8_0 => put(0, f16(rng, -0.05, 0.05)),
-            Format::Q4_1 | Format::Q5_1 => {
-                put(0, f16(rng, 0.001, 0.05));
-                put(2, f16(rng, -0.4, 0.0));
-            }
-            Format::Q4K | Format::Q5K => {
-                put(0, f16(rng, 0.0001, 0.003));
-                put(2, f16(rng, 0.0001, 0.003));
-            }
-            Format::Q6K => put(208, f16(rng, -0.003, 0.003)),
-            _ => unreachable!("not a GPU format"),
-        }
-    }
-    data
-}
-
-const GPU_FORMATS: [Format; 11] = [
-    Format::F32,
-    Format::F16,
-    Format::BF16,
-    Format::Q4_0,
-    Format::Q4_1,
-    Format::Q5_0,
-    Format::Q5_1,
-    Format::Q8_0,
-    Format::Q4K,
-    Format::Q5K,
-    Format::Q6K,
-];
-
-/// Row lengths each format is tested at: 576 and 600 where the blocks allow.
-fn widths(format: Format) -> &'static [usize] {
-    match format.block_len() {
-        1 => &[576, 600],
-        32 => &[576, 640],
-        _ => &[768],
-    }
-}
-
-fn assert_close(got: &[f32], want: &[f64], scale: &[f64], tol: f64, what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    for (i, ((&g, &w), &s)) in got.iter().zip(want).zip(scale).enumerate() {
-        assert!((f64::from(g) - w).abs() <= tol * s.max(1e-3), "{what}[{i}]: {g} vs {w} (scale {s})");
-    }
-}
 
 gpu_test!(matmul_matches_the_f64_reference_in_every_format, matmul_matches_the_f64_reference_in_every_format_body);
 async fn matmul_matches_the_f64_reference_in_every_format_body() {

@@ -2,7 +2,8 @@
 // `add_bias` (out = a + b[i mod width]), `scale` (out = a · s), `copy_rows`
 // (out = a[i + width]), and the gates of a
 // feed-forward block, `gated_silu` (out = silu(a) · b) and `gated_gelu`
-// (out = gelu_tanh(a) · b).
+// (out = gelu_tanh(a) · b), whose activations come from activation.wgsl, composed
+// before this file.
 //
 // Bindings: 0 `p` (uniform), 1 `a`, 2 `b` (unused by `scale`), 3 `out`.
 // Dispatch: (gx, gy) workgroups of 256 with gx · gy · 256 ≥ len; invocation
@@ -47,18 +48,11 @@ fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     }
 }
 
-// tanh from exp, saturating: the built-in may return NaN where exp overflows.
-fn tanh_safe(x: f32) -> f32 {
-    let t = exp(-2.0 * min(abs(x), 20.0));
-    return sign(x) * (1.0 - t) / (1.0 + t);
-}
-
 @compute @workgroup_size(256)
 fn gated_silu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, groups, lid);
     if (i < p.len) {
-        let g = a[i];
-        out[i] = g / (1.0 + exp(min(-g, 88.0))) * b[i];
+        out[i] = silu(vec4<f32>(a[i])).x * b[i];
     }
 }
 
@@ -66,8 +60,7 @@ fn gated_silu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
 fn gated_gelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, groups, lid);
     if (i < p.len) {
-        let g = a[i];
-        out[i] = 0.5 * g * (1.0 + tanh_safe(0.7978846 * g * (1.0 + 0.044715 * g * g))) * b[i];
+        out[i] = gelu_tanh(vec4<f32>(a[i])).x * b[i];
     }
 }
 

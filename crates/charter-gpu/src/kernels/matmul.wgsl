@@ -3,15 +3,17 @@
 // dequantizes each weight once per eight tokens, not once per token).
 //
 // Composed after formats/common.wgsl and one format file, which supply `dequant8`,
-// and before one of store/*.wgsl, which supplies `store` and the output bindings (one
-// tensor, or the parts of a stack of matrices).
+// and before one of store/*.wgsl, which supplies `store_rows` and the output bindings
+// (one tensor; the parts of a stack of matrices; or the gated values of interleaved
+// gate and up rows, with `act` naming the activation).
 //
 // Bindings: 0 `p` (uniform), 1 `weights` (the rows of this part of W, as stored),
 // 2 `x` (n × cols, f32), 3.. the outputs (see the store file).
 // Dispatch: (gx, gy, ceil(n / 8)) workgroups of 64, with gx · gy ≥ ceil(rows / 8);
 // workgroup (i, j, t) computes rows 8 · (i + j · gx) .. + 8 for tokens 8t..8t + 8.
 // Invocation (r, l) sums the groups of eight values l, l + 8, … of its row r; the eight
-// partial sums of each row and token are added in workgroup memory after one barrier.
+// partial sums of each row and token are added in workgroup memory after one barrier,
+// and each run of four rows (starting at a multiple of four) is stored at once.
 
 struct Params {
     rows: u32,
@@ -22,6 +24,7 @@ struct Params {
     row_offset: u32,
     split1: u32,
     split2: u32,
+    act: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -65,14 +68,21 @@ fn main(
         partial[(t * ROWS + r) * LANES + l] = acc[t];
     }
     workgroupBarrier();
-    // Invocation (r, t) adds token t's eight partial sums of row r.
-    let t = l;
-    if (row < p.rows && t < nt) {
-        let at = (t * ROWS + r) * LANES;
-        var s = 0.0;
-        for (var j = 0u; j < LANES; j++) {
-            s += partial[at + j];
+    // Invocation (q, t), for q < 2, adds token t's eight partial sums of each of the
+    // rows 4q..4q + 4 and stores the four together.
+    let quad = lid / TOKENS;
+    let t = lid % TOKENS;
+    let row4 = (wid.x + wid.y * groups.x) * ROWS + 4u * quad;
+    if (quad < 2u && t < nt && row4 < p.rows) {
+        var s = vec4<f32>(0.0);
+        for (var i = 0u; i < 4u; i++) {
+            let at = (t * ROWS + 4u * quad + i) * LANES;
+            var sum = 0.0;
+            for (var j = 0u; j < LANES; j++) {
+                sum += partial[at + j];
+            }
+            s[i] = sum;
         }
-        store(t0 + t, row, s);
+        store_rows(t0 + t, row4, s, min(4u, p.rows - row4));
     }
 }

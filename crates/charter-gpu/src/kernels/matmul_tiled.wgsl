@@ -22,6 +22,7 @@ struct Params {
     row_offset: u32,
     split1: u32,
     split2: u32,
+    act: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -102,13 +103,11 @@ fn main(
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + 4u * a + i;
-        for (var j = 0u; j < 4u; j++) {
-            let t = t0 + 4u * b + j;
-            if (row < p.rows && t < p.n) {
-                store(t, row, acc[i][j]);
-            }
+    let row = row0 + 4u * a;
+    for (var j = 0u; j < 4u; j++) {
+        let t = t0 + 4u * b + j;
+        if (row < p.rows && t < p.n) {
+            store_rows(t, row, vec4<f32>(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), min(4u, p.rows - row));
         }
     }
 }

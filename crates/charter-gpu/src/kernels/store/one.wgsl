@@ -5,6 +5,9 @@
 
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-fn store(t: u32, row: u32, value: f32) {
-    y[t * p.out_width + p.row_offset + row] = value;
+// Rows row..row + count of token t.
+fn store_rows(t: u32, row: u32, v: vec4<f32>, count: u32) {
+    for (var i = 0u; i < count; i++) {
+        y[t * p.out_width + p.row_offset + row + i] = v[i];
+    }
 }

@@ -20,3 +20,10 @@ fn store(t: u32, row: u32, value: f32) {
         y2[t * (p.rows - p.split2) + row - p.split2] = value;
     }
 }
+
+// Rows row..row + count of token t.
+fn store_rows(t: u32, row: u32, v: vec4<f32>, count: u32) {
+    for (var i = 0u; i < count; i++) {
+        store(t, row + i, v[i]);
+    }
+}
