@@ -460,7 +460,19 @@ async function chatOnce(webgpu) {
     assert(cpuText.length > 0, 'a reply');
     if (!webgpu) return;
     // The GPU asked for in Settings: the model reloads onto WebGPU, the header says so,
-    // and the greedy reply to the same conversation is the CPU's.
+    // and the greedy reply to the same conversation is the CPU's. The worker's devices
+    // are noted as they open, so a later step can lose one.
+    const worker = page.workers()[0];
+    assert(worker, 'the inference worker is running');
+    await worker.evaluate(() => {
+      const open = GPUAdapter.prototype.requestDevice;
+      self.charterTestDevices = [];
+      GPUAdapter.prototype.requestDevice = async function (...args) {
+        const device = await open.apply(this, args);
+        self.charterTestDevices.push(device);
+        return device;
+      };
+    });
     await page.getByTestId('settings').click();
     await page.getByTestId('setting-backend').selectOption('gpu');
     await page.getByTestId('backend').filter({ hasText: 'GPU · WebGPU' }).waitFor({ timeout: GPU_READY });
@@ -479,6 +491,29 @@ async function chatOnce(webgpu) {
     await gpuReply.getByTestId('stop-reason').filter({ hasText: /\w/ }).waitFor({ timeout: GPU_READY });
     const gpuText = (await gpuReply.locator('.body').textContent()).trim();
     assert(gpuText === cpuText, `the GPU's greedy reply ${JSON.stringify(gpuText)} is the CPU's ${JSON.stringify(cpuText)}`);
+
+    // The GPU lost in the middle of a reply: the model moves to the CPU, the reply starts
+    // over there and completes (the same greedy reply), and the header and a notice say why.
+    await page.getByTestId('new-chat').click();
+    const lossAt = await page.getByTestId('message-assistant').count();
+    await page.getByTestId('chat-input').fill('Name a colour.');
+    await page.getByTestId('chat-input').press('Enter');
+    await page.locator('[data-streaming="true"] .body').filter({ hasText: /\S/ }).waitFor({ timeout: GPU_READY });
+    const lost = await worker.evaluate(() => {
+      for (const device of self.charterTestDevices) device.destroy();
+      return self.charterTestDevices.length;
+    });
+    assert(lost > 0, 'a device to lose');
+    const restarted = page.getByTestId('message-assistant').nth(lossAt);
+    await restarted.getByTestId('stop-reason').filter({ hasText: /\w/ }).waitFor({ timeout: GPU_READY });
+    const afterLoss = (await restarted.locator('.body').textContent()).trim();
+    assert(afterLoss === cpuText, `the reply after the loss ${JSON.stringify(afterLoss)} is the CPU's ${JSON.stringify(cpuText)}`);
+    const notice = await page.getByTestId('notice').textContent();
+    assert(/GPU failed while writing/.test(notice) && /moved the model to the CPU/.test(notice), `a notice says why: ${notice}`);
+    assert(/CPU/.test(await page.getByTestId('backend').textContent()), 'the header names the CPU');
+    const why = await page.getByTestId('backend').getAttribute('title');
+    assert(/GPU failed during a reply/.test(why), `the backend's reason names the loss: ${why}`);
+    await shot(page, 'gpu-lost');
   } finally {
     await browser.close();
     await server.close();
@@ -509,7 +544,7 @@ async function main() {
   await browser.close();
   await server.close();
   await runOne('chat with WebGPU off (no adapter)', () => chatOnce(false));
-  await runOne('chat with --enable-unsafe-webgpu: the CPU on its own, the GPU when Settings ask', () => chatOnce(true));
+  await runOne('chat with --enable-unsafe-webgpu: the CPU on its own, the GPU when Settings ask, the CPU again when the GPU is lost', () => chatOnce(true));
   console.log(`${failed ? 'FAILED' : 'passed'}: ${failed} failed, in ${((Date.now() - started) / 1000).toFixed(0)} s; screenshots in ${artifacts}`);
   process.exit(failed ? 1 : 0);
 }

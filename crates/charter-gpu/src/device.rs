@@ -115,6 +115,13 @@ impl Gpu {
         pollster::block_on(Gpu::new(options))
     }
 
+    /// Gives the device up now, its buffers with it (as a driver reset or the browser
+    /// reclaiming the GPU would): every later read fails with the reason, and nothing
+    /// panics or hangs. The owner then moves the model elsewhere.
+    pub fn destroy(&self) {
+        self.device.destroy();
+    }
+
     /// The adapter, for reports: `"gpu (llvmpipe, vulkan)"`.
     pub fn describe(&self) -> String {
         // Browsers may withhold the adapter's name.

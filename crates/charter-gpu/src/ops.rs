@@ -616,7 +616,8 @@ impl Gpu {
         #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Device(e.to_string()))?;
         for m in mapped {
-            m.await.map_err(|e| GpuError::Device(e.to_string()))?;
+            // A lost device fails every mapping; its own report says why.
+            m.await.map_err(|e| self.check().err().unwrap_or_else(|| GpuError::Device(e.to_string())))?;
         }
         self.check()?;
         staging

@@ -267,6 +267,22 @@ async fn a_step_is_recorded_until_it_is_read_body() {
     assert_eq!(gpu.pending_dispatches(), 0);
 }
 
+gpu_test!(a_lost_device_fails_its_reads_with_the_reason, a_lost_device_fails_its_reads_with_the_reason_body);
+async fn a_lost_device_fails_its_reads_with_the_reason_body() {
+    let gpu = gpu().await;
+    let x = gpu.upload(&[1.0; 64], 1, 64).unwrap();
+    assert_eq!(gpu.read_async(&gpu.add(&x, &x).unwrap()).await.unwrap(), vec![2.0; 64]);
+    gpu.destroy();
+    // Whatever the step records after the loss, its read is an error, not a panic or a hang.
+    let y = gpu.add(&x, &x);
+    let read = match y {
+        Ok(y) => gpu.read_async(&y).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let e = read.expect_err("a read from a lost device");
+    assert!(e.to_string().to_lowercase().contains("lost") || e.to_string().contains("map"), "{e}");
+}
+
 /// The shortlist's definition, the slow way: mask, penalize, rank, sort everything.
 fn shortlist_reference(logits: &[f32], spec: &ShortlistSpec<'_>) -> Vec<(u32, f32)> {
     let mut l = logits.to_vec();

@@ -18,7 +18,7 @@ use charter_core::{GenerateOptions, GenerationStats, Message, StopReason};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A message with its request id and the protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +217,16 @@ pub enum Event {
     Token {
         /// Text safe to show (never a held-back prefix of a stop string).
         text: String,
+    },
+    /// The device running the model failed during a generation (the GPU was lost): the
+    /// model now runs on the CPU and the reply starts over there, from the same prompt.
+    /// Text streamed before this event is void; the new backend follows as
+    /// [`Event::Backend`], and the reply's own events go on under the same id.
+    Restarted {
+        /// Why, in a sentence for the user.
+        reason: String,
+        /// The model as it runs now.
+        model: LoadedModel,
     },
     /// A generation ended.
     Finished {

@@ -53,6 +53,22 @@ fn requests() -> Vec<Request> {
     ]
 }
 
+fn loaded_model() -> LoadedModel {
+    LoadedModel {
+        name: "M".into(),
+        architecture: "llama".into(),
+        context_length: 4096,
+        template_source: "file".into(),
+        stop_tokens: vec![TokenText { id: 2, text: "<|im_end|>".into() }],
+        masked_tokens: vec![TokenText { id: 1, text: "<|im_start|>".into() }],
+        stop_strings: vec!["<|im_start|>".into()],
+        load_seconds: 1.5,
+        engine: "cpu (wasm-relaxed-simd)".into(),
+        memory_bytes: 200 << 20,
+        system_block: Some(SystemBlock { tokens: 120, budget: 384, units: vec![], operator_block: false, restored: false }),
+    }
+}
+
 fn events() -> Vec<Event> {
     let tok = |id, text: &str, origin| ContextToken { id, text: text.into(), origin, control: id == 1, unit: None };
     vec![
@@ -77,21 +93,8 @@ fn events() -> Vec<Event> {
         Event::Progress { phase: Phase::Downloading, done: 5, total: Some(10) },
         Event::Progress { phase: Phase::Loading, done: 0, total: None },
         Event::Stored { model: StoredModel { url: "u".into(), size: 10, sha256: None } },
-        Event::Loaded {
-            model: LoadedModel {
-                name: "M".into(),
-                architecture: "llama".into(),
-                context_length: 4096,
-                template_source: "file".into(),
-                stop_tokens: vec![TokenText { id: 2, text: "<|im_end|>".into() }],
-                masked_tokens: vec![TokenText { id: 1, text: "<|im_start|>".into() }],
-                stop_strings: vec!["<|im_start|>".into()],
-                load_seconds: 1.5,
-                engine: "cpu (wasm-relaxed-simd)".into(),
-                memory_bytes: 200 << 20,
-                system_block: Some(SystemBlock { tokens: 120, budget: 384, units: vec![], operator_block: false, restored: false }),
-            },
-        },
+        Event::Loaded { model: loaded_model() },
+        Event::Restarted { reason: "the GPU was lost".into(), model: loaded_model() },
         Event::Context { tokens: vec![tok(1, "<|im_start|>", Origin::Template), tok(9, "hi", Origin::User)], dropped_messages: 2 },
         Event::Context {
             tokens: vec![ContextToken { id: 5, text: "Be".into(), origin: Origin::System, control: false, unit: Some("hard-limits".into()) }],

@@ -586,6 +586,23 @@ impl AppState {
                 Some(Pending::Predict) => self.predicted.update(|s| s.get_or_insert_with(String::new).push_str(&text)),
                 _ => {}
             },
+            Event::Restarted { reason, model } => {
+                // What streamed so far came from the failed device; the reply starts over.
+                match kind {
+                    Some(Pending::Generate) => self.streaming.set(Some(String::new())),
+                    Some(Pending::Predict) => self.predicted.set(Some(String::new())),
+                    _ => {}
+                }
+                // The model is the same one (named as before), on another backend.
+                self.model.update(|m| match m {
+                    Some(m) => {
+                        m.engine = model.engine;
+                        m.memory_bytes = model.memory_bytes;
+                    }
+                    None => *m = Some(model),
+                });
+                self.notice.set(Some(reason));
+            }
             Event::Finished { reply } => {
                 forget(id);
                 if matches!(kind, Some(Pending::Predict)) {

@@ -35,6 +35,32 @@ struct State {
     backend: RefCell<Option<BackendReport>>,
     /// The backend the page was last told of.
     shown_backend: RefCell<Option<BackendReport>>,
+    /// Where the loaded model's bytes can be read again, and the context it was loaded
+    /// with: the GPU keeps no copy, and a lost GPU hands the model back to the CPU.
+    reload: RefCell<Option<(Reload, Option<usize>)>>,
+}
+
+/// Where a loaded model's bytes come from.
+#[derive(Clone)]
+enum Reload {
+    /// A model in storage.
+    Stored(String),
+    /// A file the user picked (the browser keeps it on disk; this is a handle).
+    File(String, Blob),
+}
+
+/// Why a generation stopped short.
+enum Failure {
+    /// The GPU running the model failed (lost, or its work came to nothing).
+    Device(String),
+    /// Anything else: the request fails with this.
+    Worker(WorkerError),
+}
+
+impl From<WorkerError> for Failure {
+    fn from(e: WorkerError) -> Failure {
+        Failure::Worker(e)
+    }
 }
 
 fn post(id: u64, event: Event) {
@@ -152,19 +178,16 @@ async fn load_inner(
     attachment: Option<JsValue>,
 ) -> Result<(), WorkerError> {
     post(id, Event::Progress { phase: Phase::Reading, done: 0, total: None });
-    let bytes = match &source {
-        ModelSource::Stored { url } => storage::get(url).await?.ok_or_else(|| {
-            WorkerError::new(ErrorKind::NoModel, format!("{url} is not in storage; download it first"))
-        })?,
-        ModelSource::File { name } => {
-            let blob: Blob = attachment
+    let reload = match &source {
+        ModelSource::Stored { url } => Reload::Stored(url.clone()),
+        ModelSource::File { name } => Reload::File(
+            name.clone(),
+            attachment
                 .and_then(|a| a.dyn_into().ok())
-                .ok_or_else(|| WorkerError::new(ErrorKind::Protocol, format!("the file {name} did not reach the worker")))?;
-            crate::js::read_stream(blob.stream(), Some(blob.size() as usize))
-                .await
-                .map_err(|e| WorkerError::new(ErrorKind::BadModel, format!("reading {name}: {e}")))?
-        }
+                .ok_or_else(|| WorkerError::new(ErrorKind::Protocol, format!("the file {name} did not reach the worker")))?,
+        ),
     };
+    let bytes = read(&reload).await?;
     post(id, Event::Progress { phase: Phase::Loading, done: bytes.len() as u64, total: Some(bytes.len() as u64) });
     // Let the progress event go out before the long synchronous build.
     yield_now().await;
@@ -204,8 +227,9 @@ async fn load_inner(
         state.shown_backend.replace(Some(report.clone()));
         post(0, Event::Backend { backend: report });
     }
-    let restored = prepare(id, &mut engine, state_model.as_ref()).await?;
+    let restored = prepare(id, &mut engine, state_model.as_ref(), true).await?;
     state.state_model.replace(state_model);
+    state.reload.replace(Some((reload, context_length)));
     let mut model = engine.describe(now() - started);
     if let Some(block) = &mut model.system_block {
         block.restored = restored;
@@ -215,10 +239,27 @@ async fn load_inner(
     Ok(())
 }
 
+/// The bytes of a model, from storage or from the file the user picked.
+async fn read(reload: &Reload) -> Result<Vec<u8>, WorkerError> {
+    match reload {
+        Reload::Stored(url) => storage::get(url)
+            .await?
+            .ok_or_else(|| WorkerError::new(ErrorKind::NoModel, format!("{url} is not in storage; download it first"))),
+        Reload::File(name, blob) => crate::js::read_stream(blob.stream(), Some(blob.size() as usize))
+            .await
+            .map_err(|e| WorkerError::new(ErrorKind::BadModel, format!("reading {name}: {e}"))),
+    }
+}
+
 /// Puts the model into its state after the shared prefix: restored from storage when
-/// this build saved it for this model and prefix before, else prefilled (and saved).
-/// Returns whether it was restored.
-async fn prepare(id: u64, engine: &mut Engine, state_model: Option<&state_store::ModelKey>) -> Result<bool, WorkerError> {
+/// this build saved it for this model and prefix before, else prefilled (and saved),
+/// with the page told of the prefill when `report`. Returns whether it was restored.
+async fn prepare(
+    id: u64,
+    engine: &mut Engine,
+    state_model: Option<&state_store::ModelKey>,
+    report: bool,
+) -> Result<bool, WorkerError> {
     let prefix = engine.shared_prefix();
     let key = state_model.map(|m| state_store::key(m, &prefix));
     if let Some(key) = &key {
@@ -228,7 +269,9 @@ async fn prepare(id: u64, engine: &mut Engine, state_model: Option<&state_store:
             }
         }
     }
-    post(id, Event::Progress { phase: Phase::Preparing, done: 0, total: Some(prefix.len() as u64) });
+    if report {
+        post(id, Event::Progress { phase: Phase::Preparing, done: 0, total: Some(prefix.len() as u64) });
+    }
     yield_now().await;
     engine.warm().await?;
     if let (Some(key), Some((url, _))) = (&key, state_model) {
@@ -272,7 +315,7 @@ async fn reconfigure(
 ) -> Result<charter_protocol::SystemBlock, WorkerError> {
     let previous = engine.system.0.clone();
     engine.configure(layers)?;
-    match prepare(id, engine, state_model).await {
+    match prepare(id, engine, state_model, true).await {
         Ok(restored) => Ok(charter_protocol::SystemBlock { restored, ..engine.system_block() }),
         Err(e) => {
             engine.system.0 = previous;
@@ -302,7 +345,7 @@ async fn benchmark(state: &State, id: u64, plan: Option<charter_core::bench::Ben
     }
     .and_then(|plan| engine.session.measure(&plan, &mut now));
     let state_model = state.state_model.borrow().clone();
-    let prepared = prepare(id, &mut engine, state_model.as_ref()).await;
+    let prepared = prepare(id, &mut engine, state_model.as_ref(), true).await;
     let described = engine.session.model().describe();
     state.engine.replace(Some(engine));
     state.loading.set(false);
@@ -346,11 +389,54 @@ async fn generate(
     };
     state.generating.set(Some(id));
     state.cancelled.set(None);
-    let result = run(state, id, &mut engine, messages, options, predict_user).await;
+    let result = match run(state, id, &mut engine, messages, options, predict_user).await {
+        Err(Failure::Device(why)) => match to_cpu(state, id, &mut engine, &why).await {
+            Ok(()) => run(state, id, &mut engine, messages, options, predict_user).await,
+            Err(e) => Err(Failure::Worker(e)),
+        },
+        other => other,
+    };
+    let result = result.map_err(|f| match f {
+        Failure::Device(why) => WorkerError::new(ErrorKind::Internal, format!("the model's device failed: {why}")),
+        Failure::Worker(e) => e,
+    });
     state.generating.set(None);
     state.cancelled.set(None);
     state.engine.replace(Some(engine));
     result
+}
+
+/// Moves a model whose GPU failed onto the CPU: reads its bytes again, loads them there,
+/// puts the new model in the old one's state after the shared prefix, and tells the
+/// page (the reply in progress starts over, [`Event::Restarted`]; the backend changes,
+/// [`Event::Backend`]). On failure the old engine stays, and the request fails.
+async fn to_cpu(state: &State, id: u64, engine: &mut Engine, why: &str) -> Result<(), WorkerError> {
+    let Some((reload, context_length)) = state.reload.borrow().clone() else {
+        return Err(WorkerError::new(ErrorKind::Internal, format!("the GPU failed ({why}) and the model cannot be read again")));
+    };
+    let bytes = read(&reload).await?;
+    let started = now();
+    let layers = state.layers.borrow().clone();
+    let (mut cpu, _) = Engine::load(bytes, context_length, &layers, None).await?;
+    let state_model = state.state_model.borrow().clone();
+    prepare(id, &mut cpu, state_model.as_ref(), false).await?;
+    // The GPU's buffers go with the old engine.
+    *engine = cpu;
+    let reason = format!("the GPU failed during a reply ({why}), so the reply started over there");
+    let mut report = state.shown_backend.borrow().clone().or_else(|| state.backend.borrow().clone());
+    if let Some(report) = &mut report {
+        backend::fall_back(report, &reason);
+        state.shown_backend.replace(Some(report.clone()));
+        post(0, Event::Backend { backend: report.clone() });
+    }
+    post(
+        id,
+        Event::Restarted {
+            reason: format!("The GPU failed while writing ({why}); Charter moved the model to the CPU and the reply started over."),
+            model: engine.describe(now() - started),
+        },
+    );
+    Ok(())
 }
 
 async fn run(
@@ -360,29 +446,28 @@ async fn run(
     messages: &[charter_core::Message],
     options: &charter_core::GenerateOptions,
     predict_user: bool,
-) -> Result<(), WorkerError> {
+) -> Result<(), Failure> {
     let (prompt, dropped_messages) = engine.prompt(messages, predict_user)?;
     post(id, Event::Context { tokens: engine.context_tokens(&prompt), dropped_messages });
     let mut options = options.clone();
     options.raw = predict_user;
     let mut hooks = Hooks { id, state };
+    let on_gpu = engine.session.model().is_gpu();
+    // A model that fails on the GPU goes to the CPU; on the CPU a failure is the answer.
+    let failed = |e: charter_core::GenerateError| match e {
+        charter_core::GenerateError::PromptTooLong { n_prompt, capacity } => Failure::Worker(WorkerError::new(
+            ErrorKind::Prompt,
+            format!("the conversation ({n_prompt} tokens) no longer fits the model's context of {capacity}; start a new chat"),
+        )),
+        charter_core::GenerateError::Model(e) if on_gpu => Failure::Device(e.to_string()),
+        other => Failure::Worker(WorkerError::new(ErrorKind::Internal, other.to_string())),
+    };
     let Engine { tokenizer, policy, session, .. } = engine;
     let reply = {
-        let mut generation = session
-            .start_async(&prompt.ids, tokenizer, policy, &options, &mut hooks)
-            .await
-            .map_err(|e| match e {
-                charter_core::GenerateError::PromptTooLong { n_prompt, capacity } => WorkerError::new(
-                    ErrorKind::Prompt,
-                    format!("the conversation ({n_prompt} tokens) no longer fits the model's context of {capacity}; start a new chat"),
-                ),
-                other => WorkerError::new(ErrorKind::Internal, other.to_string()),
-            })?;
+        let mut generation = session.start_async(&prompt.ids, tokenizer, policy, &options, &mut hooks).await.map_err(failed)?;
         let mut last_yield = now();
         loop {
-            if let Some(reply) =
-                generation.step_async(&mut hooks).await.map_err(|e| WorkerError::new(ErrorKind::Internal, e.to_string()))?
-            {
+            if let Some(reply) = generation.step_async(&mut hooks).await.map_err(failed)? {
                 break reply;
             }
             if now() - last_yield > 0.02 {
