@@ -1,9 +1,12 @@
 // Charter's bench. For each model, in one run and on the same token ids: native
 // llama.cpp (llama-cpp-python, one thread), Charter's native CLI (`charter bench`),
-// and in headless Chromium Charter's worker in each CPU build (relaxed SIMD and SIMD128)
-// and wllama, one thread each. Figures: prefill of fresh prompts of 42 and 300 tokens,
-// decode of 128 greedy tokens, the second turn's time to first token, load from storage
-// to ready, peak memory; then ratios against native llama.cpp and against wllama. The
+// and in headless Chromium Charter's worker in each CPU build (relaxed SIMD and SIMD128),
+// wllama, one thread each, and Charter's worker on the browser's WebGPU adapter
+// (SwiftShader, software, where the machine has no GPU). Figures: prefill of fresh
+// prompts of 42 and 300 tokens, decode of 128 greedy tokens (tokens/s, milliseconds per
+// token, and on the GPU its dispatches per token), the second turn's time to first
+// token, load from storage to ready, peak memory; then ratios against native llama.cpp
+// and against wllama. The
 // browser engines also run the app's chat flow (two turns through the worker's own
 // prompt building, or wllama's chat completion), reported in the JSON.
 //
@@ -32,7 +35,7 @@ const models = JSON.parse(process.env.CHARTER_BENCH_MODELS || '[]');
 if (!models.length) throw new Error('CHARTER_BENCH_MODELS must list the models (cargo xtask bench sets it)');
 const rounds = Number(process.env.CHARTER_BENCH_ROUNDS || 2);
 const out = process.env.CHARTER_BENCH_OUT || path.join(here, 'results.json');
-const BROWSER = (process.env.CHARTER_BENCH_ENGINES || 'charter-relaxed,charter-simd128,wllama').split(',');
+const BROWSER = (process.env.CHARTER_BENCH_ENGINES || 'charter-relaxed,charter-simd128,wllama,charter-webgpu').split(',');
 const wllamaDir = path.join(here, 'node_modules/@wllama/wllama/esm');
 const TURNS = [
   'Write a detailed story about a lighthouse keeper who finds a message in a bottle.',
@@ -42,6 +45,7 @@ const MAX_TOKENS = 128;
 const NAMES = {
   'llama.cpp': 'llama.cpp native', 'charter-native': 'Charter native',
   'charter-relaxed': 'Charter relaxed SIMD', 'charter-simd128': 'Charter SIMD128', wllama: 'wllama 3.13.0',
+  'charter-webgpu': 'Charter WebGPU',
 };
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json' };
@@ -84,7 +88,9 @@ const profile = fs.mkdtempSync(path.join(process.env.TMPDIR || '/tmp', 'charter-
 async function browserRun(engine, modelUrl, system, plan) {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    // The WebGPU run gets the browser's adapter (SwiftShader where there is no GPU:
+    // software, so its figures say nothing of a real GPU but its dispatches do).
+    args: ['--no-sandbox', engine === 'charter-webgpu' ? '--enable-unsafe-webgpu' : '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   try {
     const page = await context.newPage();
@@ -96,7 +102,8 @@ async function browserRun(engine, modelUrl, system, plan) {
     const timer = setInterval(() => { peak = Math.max(peak, chromiumRss()); }, 50);
     const fn = engine === 'wllama' ? 'runWllama' : 'runCharter';
     const workerUrl = engine === 'charter-relaxed' ? '/charter-worker-relaxed_loader.js' : '/charter-worker_loader.js';
-    const cfg = { modelUrl, turns: TURNS, maxTokens: MAX_TOKENS, system, workerUrl, plan };
+    const backend = engine === 'charter-webgpu' ? 'gpu' : 'cpu';
+    const cfg = { modelUrl, turns: TURNS, maxTokens: MAX_TOKENS, system, workerUrl, plan, backend };
     const result = await page.evaluate(([fn, cfg]) => window[fn](cfg), [fn, cfg]);
     clearInterval(timer);
     result.peak_memory_bytes = peak - baseline;
@@ -138,6 +145,8 @@ for (const m of models) {
   const FIGURES = [
     ...plan.prefill.map(n => [`prefill, fresh ${n}-token prompt (tok/s)`, prefill(n), 'higher']),
     [`decode, ${plan.decode} greedy tokens (tok/s)`, r => r.plan && r.plan.decode_tokens / r.plan.decode_seconds, 'higher'],
+    ['decode, milliseconds per token', r => r.plan && 1e3 * r.plan.decode_seconds / r.plan.decode_tokens, 'lower'],
+    ['decode, GPU dispatches per token', r => r.plan?.dispatches_per_token, 'lower'],
     [`second turn of ${plan.turn.length} tokens, first token (s)`, r => r.plan?.turn_seconds, 'lower'],
     ['load from storage to ready (s)', r => r.load_s, 'lower'],
     ['peak memory (MB)', r => r.peak_memory_bytes / 1e6, 'lower'],
@@ -167,7 +176,7 @@ fs.writeFileSync(out, JSON.stringify(results, null, 2));
 console.log(`\nJSON: ${out}`);
 // The README shows the latest full run (every engine, the test models); a partial
 // one leaves it alone.
-if (BROWSER.length === 3 && process.env.CHARTER_BENCH_README === '1') {
+if (BROWSER.length === 4 && process.env.CHARTER_BENCH_README === '1') {
   writeReadme(results);
   console.log('README.md: bench table updated');
 }

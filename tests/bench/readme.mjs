@@ -11,7 +11,7 @@ const BEGIN = '<!-- bench:begin -->';
 const END = '<!-- bench:end -->';
 const ENGINES = [
   ['llama.cpp', 'llama.cpp native'], ['charter-native', 'Charter native'], ['charter-relaxed', 'Charter relaxed'],
-  ['charter-simd128', 'Charter SIMD128'], ['wllama', 'wllama 3.13.0'],
+  ['charter-simd128', 'Charter SIMD128'], ['wllama', 'wllama 3.13.0'], ['charter-webgpu', 'Charter WebGPU'],
 ];
 
 const fmt = x => x == null || !isFinite(x) ? '–' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(2);

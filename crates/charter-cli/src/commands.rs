@@ -10,7 +10,7 @@ use charter_core::catalog::Catalog;
 use charter_core::{
     GenerateHooks, GenerateOptions, Message, Reply, SamplingParams, Session, TurnPolicy, Vocabulary, build_prompt,
 };
-use charter_engine::{LoadOptions, Model, ModelDecoder};
+use charter_engine::{LoadOptions, Model};
 use serde_json::json;
 
 use crate::constitution::{Layers, labels, with_system_block};
@@ -84,8 +84,9 @@ pub fn bench(args: &ModelArgs, plan: Option<&Path>, print_plan: bool, json: bool
     let engine = model.decoder.describe();
     let mut session = Session::new(model.decoder);
     let clock = Instant::now();
-    let result = session.measure(&plan, &mut || clock.elapsed().as_secs_f64())?;
-    let dispatches_per_token = dispatches_per_token(&mut session, &model.tokenizer, &model.policy, &plan.prompt[..1])?;
+    let result = pollster::block_on(session.measure_async(&plan, &mut || clock.elapsed().as_secs_f64()))?;
+    // Whole launches: every decode step of a plan takes the same number.
+    let dispatches_per_token = result.dispatches_per_token.map(|d| d.round() as u64);
     let peak_rss_bytes = peak_rss();
     let ms_per_token = 1e3 / result.decode_tokens_per_s();
     if json {
@@ -117,32 +118,6 @@ pub fn bench(args: &ModelArgs, plan: Option<&Path>, print_plan: bool, json: bool
         outln!("peak memory: {:.0} MB", rss as f64 / 1e6);
     }
     Ok(())
-}
-
-/// Kernel launches of one decode step as the app takes it (the model reads the token
-/// and the sampler's shortlist comes back), where the backend counts them (the GPU).
-/// The cache is left empty, as the speed test leaves it.
-fn dispatches_per_token(
-    session: &mut Session<ModelDecoder>,
-    vocab: &dyn Vocabulary,
-    policy: &TurnPolicy,
-    prompt: &[u32],
-) -> anyhow::Result<Option<u64>> {
-    if session.model().dispatches().is_none() || prompt.is_empty() {
-        return Ok(None);
-    }
-    session.rewind(0);
-    // Raw, so that no end of turn stops the reply before the step.
-    let options = GenerateOptions { sampling: SamplingParams::greedy(), max_tokens: 2, raw: true };
-    let count = pollster::block_on(async {
-        let mut hooks = charter_core::NoHooks;
-        let mut generation = session.start_async(prompt, vocab, policy, &options, &mut hooks).await?;
-        let before = generation.model().dispatches().unwrap_or_default();
-        generation.step_async(&mut hooks).await?;
-        anyhow::Ok(generation.model().dispatches().unwrap_or_default() - before)
-    })?;
-    session.rewind(0);
-    Ok(Some(count))
 }
 
 /// The process's peak resident memory, where the system tells it (Linux).

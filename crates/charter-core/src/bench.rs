@@ -1,6 +1,9 @@
 //! A speed test of a model on this device, the same everywhere Charter runs: the
 //! browser worker (the app's speed test and `cargo xtask bench`) and the command line
-//! (`charter bench`) both call [`Session::measure`], so their figures mean the same.
+//! (`charter bench`) both run [`Session::measure_async`] ([`Session::measure`] where
+//! nothing needs to wait), so their figures mean the same. Decoding is the app's greedy
+//! step: on a GPU only the chosen token comes back, and the launches it takes are
+//! counted.
 //!
 //! What is timed, after one untimed pass: prefills of fresh prompts (from an empty
 //! cache) of each length asked,
@@ -12,7 +15,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::generate::{GenerateError, LanguageModel, Session};
-use crate::sampling::argmax;
 use crate::{ChatTemplate, Message, Vocabulary, build_prompt};
 
 /// The speed test's first request: long enough that, behind a small model's system
@@ -66,6 +68,9 @@ pub struct BenchResult {
     pub turn_tokens: usize,
     /// Seconds from reading the second turn to its first token.
     pub turn_seconds: f64,
+    /// Kernel launches per decoded token, where the model counts them (a GPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatches_per_token: Option<f64>,
 }
 
 impl BenchResult {
@@ -94,8 +99,19 @@ pub enum BenchError {
 
 impl<M: LanguageModel> Session<M> {
     /// Runs `plan`, reading seconds from `now`. The cache is empty afterwards: a caller
-    /// that had a prefix cached puts it back.
+    /// that had a prefix cached puts it back. For a model whose every read completes at
+    /// once (the CPU's; a GPU natively, which waits inside); see
+    /// [`Session::measure_async`] for the others.
     pub fn measure(&mut self, plan: &BenchPlan, now: &mut dyn FnMut() -> f64) -> Result<BenchResult, BenchError> {
+        let mut run = std::pin::pin!(self.measure_async(plan, now));
+        match run.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => Err(BenchError::Plan("this model's results arrive later; time it asynchronously".into())),
+        }
+    }
+
+    /// [`Session::measure`] for any model, awaiting its reads.
+    pub async fn measure_async(&mut self, plan: &BenchPlan, now: &mut dyn FnMut() -> f64) -> Result<BenchResult, BenchError> {
         let shortest = plan.prefill.iter().copied().min().ok_or_else(|| BenchError::Plan("no prefill lengths".into()))?;
         let longest = plan.prefill.iter().copied().max().unwrap_or(0);
         if shortest == 0 || longest > plan.prompt.len() {
@@ -104,33 +120,44 @@ impl<M: LanguageModel> Session<M> {
         if plan.context.is_empty() || plan.turn.is_empty() {
             return Err(BenchError::Plan("an empty second turn".into()));
         }
+        let (mut row, mut best) = (Vec::new(), Vec::new());
         // One untimed pass first: the first use of a model touches its memory for the
         // first time, which is the load's cost, not the prefill's.
         self.rewind(0);
-        self.extend(&plan.prompt[..shortest])?;
+        self.extend_greedy_async(&plan.prompt[..shortest], &mut row, &mut best).await?;
         let mut prefill = Vec::with_capacity(plan.prefill.len());
         for &n in &plan.prefill {
             self.rewind(0);
             let start = now();
-            self.extend(&plan.prompt[..n])?;
+            self.extend_greedy_async(&plan.prompt[..n], &mut row, &mut best).await?;
             prefill.push(PrefillTime { tokens: n, seconds: now() - start });
         }
         self.rewind(0);
-        let mut logits = self.extend(&plan.prompt[..shortest])?;
+        let mut next = self.extend_greedy_async(&plan.prompt[..shortest], &mut row, &mut best).await?;
+        let launched = self.model().dispatches();
         let start = now();
         for _ in 0..plan.decode {
-            let next = argmax(&logits);
-            self.extend_into(&[next], &mut logits)?;
+            next = self.extend_greedy_async(&[next], &mut row, &mut best).await?;
         }
         let decode_seconds = now() - start;
+        let dispatches_per_token = match (launched, self.model().dispatches()) {
+            (Some(a), Some(b)) if plan.decode > 0 => Some(b.saturating_sub(a) as f64 / plan.decode as f64),
+            _ => None,
+        };
         self.rewind(0);
-        self.extend(&plan.context)?;
+        self.extend_greedy_async(&plan.context, &mut row, &mut best).await?;
         let start = now();
-        let logits = self.extend(&plan.turn)?;
-        let _first = argmax(&logits);
+        self.extend_greedy_async(&plan.turn, &mut row, &mut best).await?;
         let turn_seconds = now() - start;
         self.rewind(0);
-        Ok(BenchResult { prefill, decode_tokens: plan.decode, decode_seconds, turn_tokens: plan.turn.len(), turn_seconds })
+        Ok(BenchResult {
+            prefill,
+            decode_tokens: plan.decode,
+            decode_seconds,
+            turn_tokens: plan.turn.len(),
+            turn_seconds,
+            dispatches_per_token,
+        })
     }
 }
 

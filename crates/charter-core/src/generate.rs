@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::TurnPolicy;
-use crate::sampling::{Candidate, Sampler, SamplingParams, Shortlist};
+use crate::sampling::{Candidate, Sampler, SamplingParams, Shortlist, argmax};
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Stream;
 use crate::vocab::Vocabulary;
@@ -63,6 +63,12 @@ pub trait LanguageModel {
     /// default): a GPU returns a token's candidates instead of a row of 49,152 logits.
     fn shortlist_limit(&self) -> usize {
         0
+    }
+
+    /// Kernel launches since load, where the model counts them (a GPU; `None`, the
+    /// default, elsewhere): what a step costs in launches is the difference across it.
+    fn dispatches(&self) -> Option<u64> {
+        None
     }
 
     /// Like [`LanguageModel::forward_into_async`], but puts only `list`'s candidates of
@@ -316,6 +322,34 @@ impl<M: LanguageModel> Session<M> {
         self.model.forward_into(tokens, logits).map_err(GenerateError::Model)?;
         self.cached.extend_from_slice(tokens);
         Ok(())
+    }
+
+    /// Appends `tokens` after what the cache holds and returns the raw model's greedy
+    /// choice of the next token (no turn policy): where the model shortlists, only that
+    /// one candidate is read back, as in the app's greedy step. `row` and `best` are the
+    /// caller's buffers.
+    pub async fn extend_greedy_async(
+        &mut self,
+        tokens: &[u32],
+        row: &mut Vec<f32>,
+        best: &mut Vec<Candidate>,
+    ) -> Result<u32, GenerateError> {
+        self.check_prompt(tokens)?;
+        let n = self.cached.len() + tokens.len();
+        if n >= self.model.capacity() {
+            return Err(GenerateError::PromptTooLong { n_prompt: n, capacity: self.model.capacity() });
+        }
+        let next = if self.model.shortlist_limit() >= 1 {
+            let list = Shortlist { masked: Vec::new(), penalized: Vec::new(), penalty: 1.0, keep: 1, finite_only: false };
+            best.clear();
+            self.model.forward_shortlist_async(tokens, &list, best).await.map_err(GenerateError::Model)?;
+            best.first().map(|c| c.0).ok_or_else(|| GenerateError::Model("the model gave no candidate".into()))?
+        } else {
+            self.model.forward_into_async(tokens, row).await.map_err(GenerateError::Model)?;
+            argmax(row)
+        };
+        self.cached.extend_from_slice(tokens);
+        Ok(next)
     }
 
     /// Takes over a KV state that `restore` puts into the model from elsewhere (a saved

@@ -415,6 +415,10 @@ impl LanguageModel for Shortlisting {
     fn shortlist_limit(&self) -> usize {
         8
     }
+    /// Seven launches a step, as a device would count them.
+    fn dispatches(&self) -> Option<u64> {
+        Some(7 * self.1.len() as u64)
+    }
     fn forward_shortlist_async<'a>(
         &'a mut self,
         tokens: &'a [u32],
@@ -465,4 +469,34 @@ fn a_model_that_shortlists_samples_what_the_whole_row_would() {
     let mut session = Session::new(Shortlisting(Scripted::new(&script, prompt.len()), Vec::new()));
     let started = block_on(session.start_async(&prompt, &ByteVocab, &policy(&[]), &opts, &mut Record::default()));
     assert!(started.is_err(), "the whole row is asked for, and this model refuses it");
+}
+
+#[test]
+fn the_speed_test_awaits_a_model_that_answers_later_and_counts_its_launches() {
+    let plan = charter_core::bench::BenchPlan {
+        prompt: bytes("abcdefghij"),
+        prefill: vec![3, 10],
+        decode: 5,
+        context: bytes("ctx"),
+        turn: bytes("t?"),
+    };
+    let mut clock = 0.0;
+    let mut now = || {
+        clock += 1.0;
+        clock
+    };
+    let mut session = Session::new(Shortlisting(Scripted::new(&[], 0), Vec::new()));
+    // Without waiting, a model that answers later cannot be timed, and says so.
+    assert!(session.measure(&plan, &mut now).is_err());
+    let result = block_on(session.measure_async(&plan, &mut now)).unwrap();
+    assert_eq!(result.prefill.iter().map(|p| p.tokens).collect::<Vec<_>>(), [3, 10]);
+    assert_eq!((result.decode_tokens, result.turn_tokens), (5, 2));
+    assert_eq!(result.dispatches_per_token, Some(7.0));
+    // Greedy steps read back one candidate each, and the cache is left empty.
+    assert!(session.model().1.iter().all(|l| l.keep == 1 && l.masked.is_empty()));
+    assert!(session.cached_tokens().is_empty());
+    // A model that answers at once is timed without waiting, and counts no launches.
+    let mut session = Session::new(Scripted::new(&[], 0));
+    let result = session.measure(&plan, &mut now).unwrap();
+    assert_eq!((result.decode_tokens, result.dispatches_per_token), (5, None));
 }

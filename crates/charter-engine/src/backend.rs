@@ -288,6 +288,15 @@ pub trait Backend {
     fn dispatches(&self) -> Option<u64> {
         None
     }
+    /// Submissions since load, where the device counts them (a GPU; `None` here).
+    fn submissions(&self) -> Option<u64> {
+        None
+    }
+    /// Starts what is recorded so far without waiting for it, where a device records
+    /// (a GPU submits it): the decoder calls this between the chunks of a long prompt,
+    /// so no one submission runs long enough to trip an operating system's GPU watchdog
+    /// (about two seconds on Windows). By default, nothing.
+    fn flush(&self) {}
     /// The longest [`Shortlist`] the device computes itself (0: none, the default).
     fn shortlist_limit(&self) -> usize {
         0

@@ -383,6 +383,8 @@ impl<B: Backend> Decoder<B> {
                 let rows = if all_logits { stream } else { stream.rows_from(&self.backend, chunk.len() - 1)? };
                 let out = self.logits(&rows)?;
                 self.backend.read_into(&out, logits)?;
+            } else {
+                self.backend.flush();
             }
         }
         Ok(())
@@ -413,6 +415,11 @@ impl<B: Backend> Decoder<B> {
         self.backend.dispatches()
     }
 
+    /// Submissions since load, where the backend counts them.
+    pub fn submissions(&self) -> Option<u64> {
+        self.backend.submissions()
+    }
+
     /// The longest shortlist the backend computes itself.
     pub fn shortlist_limit(&self) -> usize {
         self.backend.shortlist_limit()
@@ -423,6 +430,10 @@ impl<B: Backend> Decoder<B> {
         self.check_input(tokens)?;
         let mut last = None;
         for chunk in tokens.chunks(PREFILL_CHUNK) {
+            if last.is_some() {
+                // One submission per chunk of a long prompt.
+                self.backend.flush();
+            }
             let stream = self.run_layers(chunk)?;
             self.n_cached += chunk.len();
             last = Some(stream.rows_from(&self.backend, chunk.len() - 1)?);

@@ -282,6 +282,14 @@ impl Backend for GpuBackend {
         MAX_SHORTLIST
     }
 
+    fn submissions(&self) -> Option<u64> {
+        Some(self.gpu.total_submissions())
+    }
+
+    fn flush(&self) {
+        self.gpu.flush();
+    }
+
     fn dispatches(&self) -> Option<u64> {
         Some(self.gpu.total_dispatches())
     }

@@ -125,6 +125,11 @@ impl ModelDecoder {
         each!(self, d => d.dispatches())
     }
 
+    /// See [`Decoder::submissions`].
+    pub fn submissions(&self) -> Option<u64> {
+        each!(self, d => d.submissions())
+    }
+
     /// See [`Decoder::shortlist_limit`].
     pub fn shortlist_limit(&self) -> usize {
         each!(self, d => d.shortlist_limit())
@@ -379,6 +384,10 @@ impl LanguageModel for ModelDecoder {
 
     async fn forward_into_async(&mut self, tokens: &[u32], logits: &mut Vec<f32>) -> Result<(), ModelError> {
         Ok(ModelDecoder::forward_async(self, tokens, logits).await?)
+    }
+
+    fn dispatches(&self) -> Option<u64> {
+        ModelDecoder::dispatches(self)
     }
 
     fn shortlist_limit(&self) -> usize {

@@ -52,11 +52,12 @@ struct Tiny {
     window_pattern: Option<u32>,
     skip_tensor: Option<&'static str>,
     rope_freqs: bool,
+    context: u32,
 }
 
 impl Tiny {
     fn new(arch: &'static str) -> Self {
-        Tiny { arch, n_layers: 2, window_pattern: None, skip_tensor: None, rope_freqs: false }
+        Tiny { arch, n_layers: 2, window_pattern: None, skip_tensor: None, rope_freqs: false, context: 256 }
     }
 
     fn build(&self) -> Vec<u8> {
@@ -70,7 +71,7 @@ impl Tiny {
             .u32(&format!("{a}.attention.head_count"), HEADS as u32)
             .u32(&format!("{a}.attention.head_count_kv"), KV_HEADS as u32)
             .u32(&format!("{a}.attention.key_length"), HEAD_DIM as u32)
-            .u32(&format!("{a}.context_length"), 256)
+            .u32(&format!("{a}.context_length"), self.context)
             .f32(&format!("{a}.attention.layer_norm_rms_epsilon"), 1e-6)
             .f32(&format!("{a}.rope.freq_base"), 10_000.0);
         let gemma = a == "gemma3";
@@ -240,6 +241,29 @@ fn every_architecture_runs_on_the_gpu_as_on_the_cpu() {
             assert!(worst < 5e-4, "{arch}, step {i} ({} tokens): GPU logits {worst} from the CPU's", tokens.len());
         }
     }
+}
+
+/// A long prompt on the GPU is several submissions, one per chunk of the prefill, so
+/// none runs long enough to trip an operating system's GPU watchdog; a decode step is
+/// one.
+#[cfg(feature = "gpu")]
+#[test]
+fn a_long_prompt_is_several_submissions_and_a_decode_step_one() {
+    let mut tiny = Tiny::new("llama");
+    tiny.context = 1024;
+    let options = LoadOptions { context_length: Some(1024), backend: charter_engine::BackendChoice::Gpu };
+    let mut gpu = Model::load(&tiny.build(), &options).unwrap_or_else(|e| panic!("{e}: the GPU tests need an adapter"));
+    let d = &mut gpu.decoder;
+    // Three chunks of 256.
+    let prompt: Vec<u32> = (0..600).map(|i| 40 + i % 200).collect();
+    let before = d.submissions().unwrap();
+    let mut logits = Vec::new();
+    pollster::block_on(d.forward_async(&prompt, &mut logits)).unwrap();
+    let submitted = d.submissions().unwrap() - before;
+    assert_eq!(submitted, 3, "submissions for three chunks");
+    let before = d.submissions().unwrap();
+    pollster::block_on(d.forward_async(&[42], &mut logits)).unwrap();
+    assert_eq!(d.submissions().unwrap() - before, 1, "one decode step");
 }
 
 #[test]

@@ -598,6 +598,11 @@ impl Gpu {
         self.recorder.borrow().total
     }
 
+    /// Submissions since the device opened.
+    pub fn total_submissions(&self) -> u64 {
+        self.recorder.borrow().submissions
+    }
+
     /// Runs everything recorded and reads `buffers` back, whole, in order. On the web
     /// the mapping completes from the browser's event loop, so this must be awaited
     /// there; natively it waits for the device first.

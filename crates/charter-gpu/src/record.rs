@@ -25,6 +25,8 @@ pub(crate) struct Recorder {
     pub(crate) dispatches: usize,
     /// Dispatches recorded since the device opened.
     pub(crate) total: u64,
+    /// Submissions since the device opened.
+    pub(crate) submissions: u64,
 }
 
 impl Recorder {
@@ -35,7 +37,17 @@ impl Recorder {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Recorder { arena, staged: Vec::new(), align, encoder: None, pass: None, staging: HashMap::new(), dispatches: 0, total: 0 }
+        Recorder {
+            arena,
+            staged: Vec::new(),
+            align,
+            encoder: None,
+            pass: None,
+            staging: HashMap::new(),
+            dispatches: 0,
+            total: 0,
+            submissions: 0,
+        }
     }
 
     /// Whether `bytes` more fit in the arena before a submission.
@@ -82,6 +94,7 @@ impl Recorder {
         }
         if let Some(encoder) = self.encoder.take() {
             queue.submit([encoder.finish()]);
+            self.submissions += 1;
         }
         self.dispatches = 0;
     }

@@ -270,6 +270,9 @@ pub enum Phase {
     Storing,
     /// Reading from storage or a local file.
     Reading,
+    /// Compiling the GPU's kernels for the model's weight formats and checking their
+    /// products against the CPU's, before the weights go onto the GPU.
+    Compiling,
     /// Building the model in memory.
     Loading,
     /// Running Charter's system block through the model once, so every conversation

@@ -537,8 +537,12 @@ impl AppState {
                     .map(|p| format!("{} tokens at {:.0} tokens/s", p.tokens, p.tokens as f64 / p.seconds))
                     .collect::<Vec<_>>()
                     .join(", ");
+                let launches = result
+                    .dispatches_per_token
+                    .map(|d| format!(" ({:.1} ms and {d:.0} GPU dispatches per token)", 1e3 / result.decode_tokens_per_s()))
+                    .unwrap_or_default();
                 self.speed.set(SpeedTest::Done(format!(
-                    "On {engine}: reads a prompt of {prefill}; writes {:.1} tokens/s; answers a second turn of {} tokens after {:.2} s.",
+                    "On {engine}: reads a prompt of {prefill}; writes {:.1} tokens/s{launches}; answers a second turn of {} tokens after {:.2} s.",
                     result.decode_tokens_per_s(),
                     result.turn_tokens,
                     result.turn_seconds
@@ -683,6 +687,9 @@ impl AppState {
             Phase::Verifying => self.status.set(Status::Downloading(done, total, "Verifying…".into())),
             Phase::Storing => self.status.set(Status::Downloading(done, total, "Storing for offline use…".into())),
             Phase::Reading => self.status.set(Status::Loading("Reading the model…".into())),
+            Phase::Compiling => {
+                self.status.set(Status::Loading("Compiling the GPU's kernels and checking them against the CPU…".into()))
+            }
             Phase::Loading => self.status.set(Status::Loading("Loading the model into memory…".into())),
             Phase::Preparing => self.status.set(Status::Loading(format!(
                 "Reading Charter's constitution into the model ({} tokens)…",

@@ -218,6 +218,12 @@ async fn load_inner(
     } else {
         None
     };
+    if gpu.is_some() {
+        // The device check compiles every kernel the model's formats need, before the
+        // first token can wait on one.
+        post(id, Event::Progress { phase: Phase::Compiling, done: 0, total: None });
+        yield_now().await;
+    }
     let (mut engine, fell_back) = Engine::load(bytes, context_length, &layers, gpu).await?;
     if let Some(why) = fell_back {
         backend::fall_back(&mut report, &why);
@@ -332,18 +338,18 @@ async fn benchmark(state: &State, id: u64, plan: Option<charter_core::bench::Ben
     let Some(mut engine) = state.engine.borrow_mut().take() else {
         return Err(WorkerError::new(ErrorKind::NoModel, "load a model before timing it"));
     };
-    if engine.session.model().is_gpu() {
-        state.engine.replace(Some(engine));
-        return Err(WorkerError::new(ErrorKind::Internal, "the speed test times the CPU backend only, and this model runs on the GPU"));
-    }
     state.loading.set(true);
     // Let the UI show that the test runs before the worker is busy for seconds.
     yield_now().await;
-    let measured = match plan {
+    let plan = match plan {
         Some(plan) => Ok(plan),
         None => charter_core::bench::BenchPlan::chat(&engine.template, &engine.tokenizer, &engine.system.0.text),
-    }
-    .and_then(|plan| engine.session.measure(&plan, &mut now));
+    };
+    // On the GPU the worker awaits each step's readback, as a reply does.
+    let measured = match plan {
+        Ok(plan) => engine.session.measure_async(&plan, &mut now).await,
+        Err(e) => Err(e),
+    };
     let state_model = state.state_model.borrow().clone();
     let prepared = prepare(id, &mut engine, state_model.as_ref(), true).await;
     let described = engine.session.model().describe();
