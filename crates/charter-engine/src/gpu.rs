@@ -14,6 +14,7 @@ use charter_gpu::GpuOptions;
 use charter_gpu::{
     Gate, Gpu, KvCache, MAX_SHORTLIST, MAX_STACK, Matrix, Pairing, QkNorms, RopeTable, Rotary, ShortlistSpec, Tensor,
 };
+use charter_kernels::Format;
 use charter_kernels::format::dequantize_row;
 use charter_kernels::half::f32_to_f16;
 
@@ -58,11 +59,18 @@ impl GpuBackend {
         &self.gpu
     }
 
-    /// Matrices of one format and row length as one stack, where they fit one binding.
+    /// Matrices of one row length as one stack (of one format, or two one after the
+    /// other), where they fit one binding.
     fn stack(&self, ws: &[WeightData<'_>]) -> Option<Matrix> {
-        let cols = *ws.first()?.dims.first()? as usize;
-        let parts: Option<Vec<(usize, &[u8])>> = ws.iter().map(|w| Some((*w.dims.get(1)? as usize, w.bytes))).collect();
-        self.gpu.stacked_matrix(ws[0].ty, cols, &parts?).ok()
+        let cols = *ws.first()?.dims.first()?;
+        let parts: Option<Vec<(Format, usize, &[u8])>> = ws
+            .iter()
+            .map(|w| match w.dims {
+                [c, rows] if *c == cols => Some((w.ty, *rows as usize, w.bytes)),
+                _ => None,
+            })
+            .collect();
+        self.gpu.mixed_stack(cols as usize, &parts?).ok()
     }
 }
 
@@ -87,9 +95,14 @@ impl Backend for GpuBackend {
     }
 
     fn matrices(&self, ws: &[WeightData<'_>]) -> Result<Vec<Matrix>, BackendError> {
-        // Each run of neighbours that share a format and a row length is stacked (a
-        // Q4_K_M file keeps v in Q6_K beside q and k in Q4_K: q and k still go together);
-        // a run that does not fit one binding stays apart.
+        // One stack where they share a row length and fit one binding, in one format or
+        // two (a Q4_K_M file keeps v in Q6_K after q and k in Q4_K); failing that, each
+        // run of neighbours in one format stacked, the rest apart.
+        if ws.len() > 1
+            && let Some(stack) = self.stack(ws)
+        {
+            return Ok(vec![stack]);
+        }
         let mut out = Vec::with_capacity(ws.len());
         let mut rest = ws;
         while let [first, ..] = rest {

@@ -32,6 +32,9 @@ pub struct GpuOptions {
     /// The most bytes one storage binding may hold, below the adapter's own limit (to
     /// test tensors split across bindings on an adapter that would not split them).
     pub max_binding: Option<u64>,
+    /// Leaves subgroup operations unused even where the adapter has them, so the
+    /// reductions go through workgroup memory (to test that path on any adapter).
+    pub without_subgroups: bool,
 }
 
 /// The device Charter's kernels run on.
@@ -45,6 +48,7 @@ pub struct Gpu {
     pub(crate) max_binding: u64,
     errors: Arc<Mutex<Vec<String>>>,
     info: wgpu::AdapterInfo,
+    subgroups: bool,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -66,10 +70,12 @@ impl Gpu {
             .await
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let limits = adapter.limits();
+        // Subgroup reductions where the adapter has them (reduce/subgroup.wgsl).
+        let subgroups = !options.without_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("charter"),
-                required_features: wgpu::Features::empty(),
+                required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
                 // The defaults cap a binding at 128 MiB; an embedding table is larger.
                 required_limits: limits.clone(),
                 ..Default::default()
@@ -91,7 +97,7 @@ impl Gpu {
         });
         let max_binding =
             limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(options.max_binding.unwrap_or(u64::MAX));
-        let kernels = Kernels::new(&device);
+        let kernels = Kernels::new(&device, subgroups);
         // Arena entries serve as uniform and as storage bindings.
         let align = limits.min_uniform_buffer_offset_alignment.max(limits.min_storage_buffer_offset_alignment).max(256);
         let recorder = Recorder::new(&device, u64::from(align));
@@ -104,6 +110,7 @@ impl Gpu {
             max_binding,
             errors,
             info: adapter.get_info(),
+            subgroups,
         };
         gpu.check()?;
         Ok(gpu)
@@ -126,7 +133,14 @@ impl Gpu {
     pub fn describe(&self) -> String {
         // Browsers may withhold the adapter's name.
         let name = if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name };
-        format!("gpu ({name}, {:?})", self.info.backend).to_lowercase()
+        let subgroups = if self.subgroups { ", subgroups" } else { "" };
+        format!("gpu ({name}, {:?}{subgroups})", self.info.backend).to_lowercase()
+    }
+
+    /// Whether the kernels reduce with subgroup operations (the adapter has them and the
+    /// options allow them).
+    pub fn uses_subgroups(&self) -> bool {
+        self.subgroups
     }
 
     /// Whether the adapter is a software rasterizer (lavapipe, SwiftShader, WARP).

@@ -9,7 +9,8 @@
 //! * [`Gpu::norm_add_rms_norm`]: a block's post-norm, the residual add and the next
 //!   norm (`norm_add_rms_norm` in `kernels/rms_norm.wgsl`).
 
-use crate::ops::{Bind, KvCache, Pairing, RopeTable, Word, count, grid, shape, u};
+use crate::cache::KvCache;
+use crate::ops::{Bind, Pairing, RopeTable, Word, count, grid, shape, u};
 use crate::pool::Tensor;
 use crate::{Gpu, GpuError};
 

@@ -22,7 +22,11 @@ const MATMUL_TILED: &str = include_str!("kernels/matmul_tiled.wgsl");
 const EMBED: &str = include_str!("kernels/embed.wgsl");
 const ACTIVATION: &str = include_str!("kernels/activation.wgsl");
 const REDUCE: &str = include_str!("kernels/reduce.wgsl");
+const REDUCE_TREE: &str = include_str!("kernels/reduce/tree.wgsl");
+const REDUCE_SUBGROUP: &str = include_str!("kernels/reduce/subgroup.wgsl");
 const PREPARE_ATTENTION: &str = include_str!("kernels/prepare_attention.wgsl");
+const ROWS_ONE: &str = include_str!("kernels/rows/one.wgsl");
+const ROWS_TWO: &str = include_str!("kernels/rows/two.wgsl");
 const STORE_ONE: &str = include_str!("kernels/store/one.wgsl");
 const STORE_SPLIT: &str = include_str!("kernels/store/split.wgsl");
 const STORE_GATED: &str = include_str!("kernels/store/gated.wgsl");
@@ -78,19 +82,75 @@ const WEIGHT_KERNELS: [(&str, &str, &[&str]); 7] = [
 ];
 
 fn weights_kernel(kernel: &str, store: &[&str], format: Format) -> Option<String> {
-    Some(format!("{COMMON}\n{}\n{kernel}\n{}", format_source(format)?, store.join("\n")))
+    Some(format!("{COMMON}\n{}\n{ROWS_ONE}\n{kernel}\n{}", format_source(format)?, store.join("\n")))
 }
 
-/// The kernels that read no weights: name and the files composed, in order.
-fn plain_kernels() -> [(&'static str, String); 6] {
+/// The products of a stack in two formats (`rows/two.wgsl`): the split kernels only, since
+/// only q, k and v come stacked that way.
+const MIXED_KERNELS: [(&str, &str); 2] = [("matmul_split", MATMUL), ("matmul_tiled_split", MATMUL_TILED)];
+
+fn mixed_kernel(kernel: &str, first: Format, second: Format) -> Option<String> {
+    Some(format!(
+        "{COMMON}\n{}\n{}\n{ROWS_TWO}\n{kernel}\n{STORE_SPLIT}",
+        format_source(first)?,
+        second_format(format_source(second)?)
+    ))
+}
+
+/// A format file with every name it declares suffixed `_b` (`dequant8_b`,
+/// `BLOCK_VALUES_B`), so it can sit beside another in one module: WGSL has no
+/// namespaces.
+fn second_format(source: &str) -> String {
+    let declared: Vec<&str> = source
+        .lines()
+        .filter_map(|line| line.strip_prefix("fn ").or_else(|| line.strip_prefix("const ")))
+        .filter_map(|rest| rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next())
+        .filter(|name| !name.is_empty())
+        .collect();
+    let mut out = String::with_capacity(source.len() + 64);
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(word);
+        if declared.contains(&word.as_str()) {
+            out.push_str(if word.chars().all(|c| c.is_uppercase() || c == '_' || c.is_ascii_digit()) { "_B" } else { "_b" });
+        }
+        word.clear();
+    };
+    for c in source.chars() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// The kernels that read no weights: name and the files composed, in order, with the
+/// workgroup reductions on subgroup operations or through workgroup memory.
+fn plain_kernels(subgroups: bool) -> [(&'static str, String); 6] {
+    let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_TREE };
     [
-        ("rms_norm", format!("{REDUCE}\n{RMS_NORM}")),
+        ("rms_norm", format!("{reduce}\n{REDUCE}\n{RMS_NORM}")),
         ("elementwise", format!("{ACTIVATION}\n{ELEMENTWISE}")),
         ("rope", ROPE.to_owned()),
-        ("attention", ATTENTION.to_owned()),
-        ("prepare_attention", format!("{REDUCE}\n{PREPARE_ATTENTION}")),
+        ("attention", format!("{reduce}\n{ATTENTION}")),
+        ("prepare_attention", format!("{reduce}\n{REDUCE}\n{PREPARE_ATTENTION}")),
         ("shortlist", SHORTLIST.to_owned()),
     ]
+}
+
+/// A module as the device is given it: on the web, one that uses subgroup operations
+/// must say so first (naga, natively, refuses the directive; the device's feature is
+/// what it checks).
+fn for_device(source: &str, subgroups: bool) -> std::borrow::Cow<'_, str> {
+    if cfg!(target_arch = "wasm32") && subgroups && source.contains("subgroup") {
+        format!("enable subgroups;\n{source}").into()
+    } else {
+        source.into()
+    }
 }
 
 /// Every shader module, composed: what naga validates and the device compiles.
@@ -103,8 +163,23 @@ pub fn shaders() -> Vec<Shader> {
             }
         }
     }
-    for (name, source) in plain_kernels() {
-        out.push(Shader { name: name.to_owned(), source });
+    for first in Format::ALL {
+        for second in Format::ALL.into_iter().filter(|&f| f != first) {
+            for (kind, text) in MIXED_KERNELS {
+                if let Some(source) = mixed_kernel(text, first, second) {
+                    let name = format!("{kind}.{}+{}", first.name().to_lowercase(), second.name().to_lowercase());
+                    out.push(Shader { name, source });
+                }
+            }
+        }
+    }
+    for subgroups in [false, true] {
+        for (name, source) in plain_kernels(subgroups) {
+            let name = if subgroups { format!("{name}.subgroups") } else { name.to_owned() };
+            if !out.iter().any(|s: &Shader| s.source == source) {
+                out.push(Shader { name, source });
+            }
+        }
     }
     out
 }
@@ -148,6 +223,12 @@ pub(crate) struct FormatKernels {
     pub(crate) embed: Kernel,
 }
 
+/// The products of a stack in two formats (in [`MIXED_KERNELS`]' order).
+pub(crate) struct MixedKernels {
+    pub(crate) matmul_split: Kernel,
+    pub(crate) matmul_tiled_split: Kernel,
+}
+
 /// Every pipeline of one device.
 pub(crate) struct Kernels {
     pub(crate) rms_norm: Kernel,
@@ -166,11 +247,12 @@ pub(crate) struct Kernels {
     pub(crate) top_of_logits: Kernel,
     pub(crate) top_of_pairs: Kernel,
     formats: RefCell<HashMap<Format, std::rc::Rc<FormatKernels>>>,
+    mixed: RefCell<HashMap<(Format, Format), std::rc::Rc<MixedKernels>>>,
 }
 
 impl Kernels {
-    pub(crate) fn new(device: &wgpu::Device) -> Kernels {
-        let [norm, ew, rope, attn, prepare, top] = plain_kernels().map(|(_, source)| source);
+    pub(crate) fn new(device: &wgpu::Device, subgroups: bool) -> Kernels {
+        let [norm, ew, rope, attn, prepare, top] = plain_kernels(subgroups).map(|(_, source)| for_device(&source, subgroups).into_owned());
         let mut norm = compile(device, "rms_norm", &norm, &["rms_norm", "add_rms_norm", "norm_add_rms_norm"]).into_iter();
         let mut ew =
             compile(device, "elementwise", &ew, &["add", "add_bias", "scale", "gated_silu", "gated_gelu", "copy_rows"]).into_iter();
@@ -196,6 +278,7 @@ impl Kernels {
             top_of_logits: next(&mut top),
             top_of_pairs: next(&mut top),
             formats: RefCell::default(),
+            mixed: RefCell::default(),
         }
     }
 
@@ -226,6 +309,27 @@ impl Kernels {
             embed,
         });
         self.formats.borrow_mut().insert(format, k.clone());
+        Ok(k)
+    }
+
+    /// The kernels of a stack whose rows are in `first`, then in `second`, compiled on
+    /// first use.
+    pub(crate) fn mixed(&self, device: &wgpu::Device, first: Format, second: Format) -> Result<std::rc::Rc<MixedKernels>, GpuError> {
+        if let Some(k) = self.mixed.borrow().get(&(first, second)) {
+            return Ok(k.clone());
+        }
+        let unsupported = || GpuError::Unsupported(format!("a stack of {} and {} weights", first.name(), second.name()));
+        let name = format!("{}+{}", first.name().to_lowercase(), second.name().to_lowercase());
+        let mut compiled = Vec::with_capacity(MIXED_KERNELS.len());
+        for (kind, text) in MIXED_KERNELS {
+            let source = mixed_kernel(text, first, second).filter(|_| first != second).ok_or_else(unsupported)?;
+            compiled.extend(compile(device, &format!("{kind}.{name}"), &source, &["main"]));
+        }
+        let Ok([matmul_split, matmul_tiled_split]) = <[Kernel; 2]>::try_from(compiled) else {
+            return Err(unsupported());
+        };
+        let k = std::rc::Rc::new(MixedKernels { matmul_split, matmul_tiled_split });
+        self.mixed.borrow_mut().insert((first, second), k.clone());
         Ok(k)
     }
 }

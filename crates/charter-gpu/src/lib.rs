@@ -20,12 +20,14 @@
 //!   bindings and its dispatch shape; `kernels/formats/*.wgsl` read one GGUF block
 //!   format each and are composed into the kernels that read weights.
 
+mod cache;
 mod device;
 mod fused;
 mod kernels;
 mod map;
 mod ops;
 mod pool;
+mod readback;
 mod record;
 mod shortlist;
 mod stack;
@@ -33,7 +35,8 @@ mod stack;
 pub use device::{Gpu, GpuError, GpuOptions};
 pub use fused::{QkNorms, Rotary};
 pub use kernels::{Shader, shaders};
-pub use ops::{Gate, KvCache, Matrix, Pairing, RopeTable};
+pub use cache::KvCache;
+pub use ops::{Gate, Matrix, Pairing, RopeTable};
 pub use pool::Tensor;
 pub use shortlist::{MAX_SHORTLIST, ShortlistSpec};
 pub use stack::MAX_STACK;

@@ -4,10 +4,8 @@
 use std::rc::Rc;
 
 use charter_kernels::Format;
-use charter_kernels::attention::Attention;
 
 use crate::kernels::{FormatKernels, Kernel, row_multiple};
-use crate::map::Mapped;
 use crate::pool::{Pool, Tensor};
 use crate::{Gpu, GpuError};
 
@@ -18,8 +16,6 @@ pub(crate) const MATMUL_TOKENS: usize = 8;
 pub(crate) const MATMUL_ROWS: usize = 8;
 /// Rows and tokens of a tile of the prefill matmul (`TILE` in matmul_tiled.wgsl).
 pub(crate) const TILED: usize = 32;
-/// The largest head the attention kernel holds in workgroup memory.
-const MAX_HEAD_DIM: usize = 256;
 
 /// How rotary embeddings pair the dimensions of a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,12 +59,26 @@ pub struct Matrix {
     /// A gate and an up projection with their rows interleaved, read only by
     /// [`Gpu::matmul_gated`].
     pub(crate) paired: bool,
+    /// The rows of a stack in a second format, from one row on.
+    pub(crate) second: Option<Second>,
+}
+
+/// The rows of a stack stored in another format than the first ones.
+pub(crate) struct Second {
+    /// The first such row.
+    pub(crate) row: usize,
+    /// Where its bytes start in the buffer.
+    pub(crate) at: usize,
+    /// Bytes per row in that format.
+    pub(crate) row_bytes: usize,
+    /// The stack's products, reading both formats.
+    pub(crate) kernels: Rc<crate::kernels::MixedKernels>,
 }
 
 pub(crate) struct Part {
     pub(crate) buffer: wgpu::Buffer,
-    row_start: usize,
-    rows: usize,
+    pub(crate) row_start: usize,
+    pub(crate) rows: usize,
 }
 
 impl std::fmt::Debug for Matrix {
@@ -119,41 +129,6 @@ pub struct RopeTable {
     pub(crate) buffer: wgpu::Buffer,
     pub(crate) half: usize,
     pub(crate) capacity: usize,
-}
-
-/// One layer's keys and values, `f16`, `(heads, capacity, head_dim)` each.
-#[derive(Debug)]
-pub struct KvCache {
-    pub(crate) k: wgpu::Buffer,
-    pub(crate) v: wgpu::Buffer,
-    pub(crate) heads: usize,
-    pub(crate) capacity: usize,
-    pub(crate) head_dim: usize,
-}
-
-/// The parameters of `attention.wgsl`, once the shapes are checked.
-fn attention_params(q: &Tensor, cache: &KvCache, start: usize, p: &Attention) -> Result<[Word; 9], GpuError> {
-    if p.head_dim != cache.head_dim
-        || p.n_kv_heads != cache.heads
-        || p.n_kv_heads == 0
-        || !p.n_heads.is_multiple_of(p.n_kv_heads)
-        || q.width != p.n_heads * p.head_dim
-        || q.n == 0
-        || start + q.n > cache.capacity
-    {
-        return Err(shape(format!("attention of {q:?} at {start} in a cache of {} positions", cache.capacity)));
-    }
-    Ok([
-        u(q.n)?,
-        u(start)?,
-        u(p.n_heads)?,
-        u(p.n_kv_heads)?,
-        u(p.head_dim)?,
-        u(cache.capacity)?,
-        u(p.window.unwrap_or(0))?,
-        Word::F(p.scale),
-        Word::F(p.softcap.unwrap_or(0.0)),
-    ])
 }
 
 /// Fills a buffer created mapped with `bytes` (zero-padded to its size) and unmaps it.
@@ -301,19 +276,24 @@ impl Gpu {
         let mut parts = Vec::new();
         for row_start in (0..rows).step_by(per_part) {
             let n = per_part.min(rows - row_start);
-            let chunk = &bytes[row_start * row_bytes..(row_start + n) * row_bytes];
-            let size = (chunk.len() as u64 + 4).next_multiple_of(4);
-            let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("weights"),
-                size,
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: true,
-            });
-            write_mapped(&buffer, chunk)?;
-            parts.push(Part { buffer, row_start, rows: n });
+            parts.push(self.part(&bytes[row_start * row_bytes..(row_start + n) * row_bytes], row_start, n)?);
         }
         self.check()?;
-        Ok(Matrix { format, rows, cols, row_bytes, parts, kernels, stack: vec![rows], paired: false })
+        Ok(Matrix { format, rows, cols, row_bytes, parts, kernels, stack: vec![rows], paired: false, second: None })
+    }
+
+    /// One buffer of weight rows, `rows` of them from `row_start` on.
+    pub(crate) fn part(&self, chunk: &[u8], row_start: usize, rows: usize) -> Result<Part, GpuError> {
+        // One spare word after the rows: unaligned reads of a row's last bytes touch it.
+        let size = (chunk.len() as u64 + 4).next_multiple_of(4);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("weights"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: true,
+        });
+        write_mapped(&buffer, chunk)?;
+        Ok(Part { buffer, row_start, rows })
     }
 
     /// Rotary tables for `capacity` positions of `half` frequencies, from row-major
@@ -331,26 +311,6 @@ impl Gpu {
         });
         write_mapped(&buffer, bytemuck::cast_slice(&pairs))?;
         Ok(RopeTable { buffer, half, capacity: cos.len() / half })
-    }
-
-    /// A KV cache of `capacity` positions for `heads` heads of `head_dim` (even, ≤ 256).
-    pub fn kv_cache(&self, heads: usize, capacity: usize, head_dim: usize) -> Result<KvCache, GpuError> {
-        if !head_dim.is_multiple_of(2) || head_dim > MAX_HEAD_DIM || heads == 0 {
-            return Err(GpuError::Unsupported(format!("attention heads of {head_dim} values")));
-        }
-        let size = ((heads * capacity * head_dim * 2) as u64).next_multiple_of(16).max(16);
-        if size > self.max_binding {
-            return Err(GpuError::Unsupported(format!("a KV cache of {size} bytes per layer exceeds a binding")));
-        }
-        let make = |label| {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
-        Ok(KvCache { k: make("keys"), v: make("values"), heads, capacity, head_dim })
     }
 
     /// Rows `ids` of `table`: `(ids.len(), cols)`.
@@ -375,7 +335,7 @@ impl Gpu {
 
     /// `x · Wᵀ`: `(n, cols)` to `(n, rows)`.
     pub fn matmul(&self, x: &Tensor, w: &Matrix) -> Result<Tensor, GpuError> {
-        if x.width != w.cols || w.paired {
+        if x.width != w.cols || w.paired || w.second.is_some() {
             return Err(shape(format!("{}×{} times {:?}ᵀ", x.n, x.width, w)));
         }
         let out = self.tensor(x.n, w.rows);
@@ -390,7 +350,7 @@ impl Gpu {
         for part in &w.parts {
             let (gx, gy) = grid(part.rows.div_ceil(rows));
             let params =
-                [u(part.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, u(part.row_start)?, Word::U(0), Word::U(0), Word::U(0)];
+                [u(part.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, u(part.row_start)?, Word::U(0), Word::U(0), Word::U(0), u(part.rows)?, Word::U(0), Word::U(0)];
             self.dispatch(
                 kernel,
                 &params,
@@ -532,56 +492,6 @@ impl Gpu {
         Ok(out)
     }
 
-    /// Writes `k` and `v` at positions `start..start + n`, then attends the queries at
-    /// those positions over every position they see.
-    pub fn attention(
-        &self,
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        cache: &mut KvCache,
-        start: usize,
-        p: &Attention,
-    ) -> Result<Tensor, GpuError> {
-        let kv_width = cache.heads * cache.head_dim;
-        if (k.n, k.width) != (q.n, kv_width) || (v.n, v.width) != (q.n, kv_width) || start + q.n > cache.capacity {
-            return Err(shape(format!("attention of {q:?}, {k:?}, {v:?} at {start} in {} positions", cache.capacity)));
-        }
-        let params = attention_params(q, cache, start, p)?;
-        let (gx, gy) = grid((q.n * kv_width / 2).div_ceil(64));
-        self.dispatch(
-            &self.kernels.kv_write,
-            &params,
-            &[
-                (1, Bind::Buffer(k.buffer())),
-                (2, Bind::Buffer(v.buffer())),
-                (5, Bind::Buffer(&cache.k)),
-                (6, Bind::Buffer(&cache.v)),
-            ],
-            (gx, gy, 1),
-        )?;
-        self.attend(q, cache, start, p)
-    }
-
-    /// Attends the queries `q` at positions `start..start + n` over every position of
-    /// `cache` they see (their own keys and values already written).
-    pub fn attend(&self, q: &Tensor, cache: &KvCache, start: usize, p: &Attention) -> Result<Tensor, GpuError> {
-        let params = attention_params(q, cache, start, p)?;
-        let out = self.tensor(q.n, q.width);
-        self.dispatch(
-            &self.kernels.attend,
-            &params,
-            &[
-                (3, Bind::Buffer(q.buffer())),
-                (4, Bind::Buffer(out.buffer())),
-                (5, Bind::Buffer(&cache.k)),
-                (6, Bind::Buffer(&cache.v)),
-            ],
-            (count(p.n_heads)?, count(q.n)?, 1),
-        )?;
-        Ok(out)
-    }
-
     /// Submits everything recorded.
     pub fn flush(&self) {
         self.recorder.borrow_mut().submit(&self.queue);
@@ -603,99 +513,4 @@ impl Gpu {
         self.recorder.borrow().submissions
     }
 
-    /// Runs everything recorded and reads `buffers` back, whole, in order. On the web
-    /// the mapping completes from the browser's event loop, so this must be awaited
-    /// there; natively it waits for the device first.
-    pub(crate) async fn read_buffers(&self, buffers: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>, GpuError> {
-        let staging: Vec<wgpu::Buffer> = {
-            let mut rec = self.recorder.borrow_mut();
-            let staging: Vec<_> = buffers.iter().enumerate().map(|(i, &(_, size))| rec.staging(&self.device, size, i)).collect();
-            let encoder = rec.encoder(&self.device);
-            for (&(buffer, size), s) in buffers.iter().zip(&staging) {
-                encoder.copy_buffer_to_buffer(buffer, 0, s, 0, size);
-            }
-            rec.submit(&self.queue);
-            staging
-        };
-        let mapped: Vec<Mapped> = staging.iter().map(Mapped::start).collect();
-        #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Device(e.to_string()))?;
-        for m in mapped {
-            // A lost device fails every mapping; its own report says why.
-            m.await.map_err(|e| self.check().err().unwrap_or_else(|| GpuError::Device(e.to_string())))?;
-        }
-        self.check()?;
-        staging
-            .iter()
-            .map(|s| {
-                let bytes = s.slice(..).get_mapped_range().map(|view| view.to_vec());
-                s.unmap();
-                bytes.map_err(|e| GpuError::Device(e.to_string()))
-            })
-            .collect()
-    }
-
-    /// Runs everything recorded and reads `x` back, row-major.
-    pub async fn read_async(&self, x: &Tensor) -> Result<Vec<f32>, GpuError> {
-        let bytes = self.read_buffers(&[(x.buffer(), x.buffer().size())]).await?.remove(0);
-        Ok(bytemuck::cast_slice::<u8, f32>(&bytes)[..x.len()].to_vec())
-    }
-
-    /// [`Gpu::read_async`], waiting for it (native only: the web has no blocking waits).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read(&self, x: &Tensor) -> Result<Vec<f32>, GpuError> {
-        pollster::block_on(self.read_async(x))
-    }
-
-    /// The first `len` positions of a cache as `f16` bits: keys `(heads, len, head_dim)`,
-    /// then values in the same layout.
-    pub async fn read_cache_async(&self, cache: &KvCache, len: usize) -> Result<Vec<u16>, GpuError> {
-        if len > cache.capacity {
-            return Err(shape(format!("{len} positions of {}", cache.capacity)));
-        }
-        let size = cache.k.size();
-        let both = self.read_buffers(&[(&cache.k, size), (&cache.v, size)]).await?;
-        let run = len * cache.head_dim;
-        let mut out = Vec::with_capacity(2 * cache.heads * run);
-        for bytes in &both {
-            let bits: &[u16] = bytemuck::cast_slice(bytes);
-            for h in 0..cache.heads {
-                out.extend_from_slice(&bits[h * cache.capacity * cache.head_dim..][..run]);
-            }
-        }
-        Ok(out)
-    }
-
-    /// [`Gpu::read_cache_async`], waiting for it (native only).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read_cache(&self, cache: &KvCache, len: usize) -> Result<Vec<u16>, GpuError> {
-        pollster::block_on(self.read_cache_async(cache, len))
-    }
-
-    /// Writes `bits`, laid out as [`Gpu::read_cache_async`] returns them, into the first `len`
-    /// positions of a cache.
-    pub fn write_cache(&self, cache: &mut KvCache, bits: &[u16], len: usize) -> Result<(), GpuError> {
-        let run = len * cache.head_dim;
-        if len > cache.capacity || bits.len() != 2 * cache.heads * run {
-            return Err(shape(format!("{} values for {len} positions", bits.len())));
-        }
-        self.flush();
-        for (buffer, half) in [(&cache.k, &bits[..cache.heads * run]), (&cache.v, &bits[cache.heads * run..])] {
-            for h in 0..cache.heads {
-                let mut chunk: Vec<u16> = half[h * run..(h + 1) * run].to_vec();
-                // write_buffer takes whole words.
-                if chunk.len() % 2 == 1 {
-                    chunk.push(0);
-                }
-                if !chunk.is_empty() {
-                    self.queue.write_buffer(
-                        buffer,
-                        (h * cache.capacity * cache.head_dim * 2) as u64,
-                        bytemuck::cast_slice(&chunk),
-                    );
-                }
-            }
-        }
-        self.check()
-    }
 }

@@ -2,12 +2,14 @@
 //! up): uploaded as one matrix of their rows one after another, so one dispatch reads
 //! the input once and writes each matrix's product to its own tensor
 //! (`kernels/store/split.wgsl`). A decode step takes two dispatches fewer per q, k, v.
+//! A stack may hold two formats, one after the other (`kernels/rows/two.wgsl`).
 //!
 //! A gate and an up projection are paired instead: their rows interleaved, so one
 //! dispatch writes the gated `act(gate) · up` itself (`kernels/store/gated.wgsl`) and
 //! neither product is ever written out: two dispatches fewer per layer.
 
-use crate::ops::{Bind, Gate, MATMUL_ROWS, MATMUL_TOKENS, Matrix, TILED, Word, grid, shape, u};
+use crate::kernels::row_multiple;
+use crate::ops::{Bind, Gate, MATMUL_ROWS, MATMUL_TOKENS, Matrix, Second, TILED, Word, grid, shape, u};
 use crate::pool::Tensor;
 use crate::{Gpu, GpuError};
 
@@ -21,21 +23,69 @@ impl Gpu {
     /// count and its bytes) as one stack. Refused where the stack would not fit one
     /// binding; the caller then keeps them apart.
     pub fn stacked_matrix(&self, format: Format, cols: usize, parts: &[(usize, &[u8])]) -> Result<Matrix, GpuError> {
+        let parts: Vec<(Format, usize, &[u8])> = parts.iter().map(|&(rows, bytes)| (format, rows, bytes)).collect();
+        self.mixed_stack(cols, &parts)
+    }
+
+    /// Uploads matrices of row length `cols` (each given as its format, its row count
+    /// and its bytes) as one stack: of one format, or of two where every matrix of the
+    /// second follows every one of the first (q and k in Q4_K, then v in Q6_K), each
+    /// row read as its own format reads it. Refused otherwise, and where the stack would
+    /// not fit one binding; the caller then keeps them apart.
+    pub fn mixed_stack(&self, cols: usize, parts: &[(Format, usize, &[u8])]) -> Result<Matrix, GpuError> {
         if parts.is_empty() || parts.len() > MAX_STACK {
             return Err(shape(format!("a stack of {} matrices", parts.len())));
         }
-        if let Some((rows, bytes)) =
-            parts.iter().find(|(rows, bytes)| format.row_bytes(cols).map(|b| b * rows) != Some(bytes.len()))
+        if let Some((format, rows, bytes)) =
+            parts.iter().find(|(format, rows, bytes)| format.row_bytes(cols).map(|b| b * rows) != Some(bytes.len()))
         {
             return Err(shape(format!("{} bytes for {rows} rows of {cols} {} values", bytes.len(), format.name())));
         }
-        let rows = parts.iter().map(|p| p.0).sum();
-        let bytes: Vec<u8> = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
-        let mut m = self.matrix(format, rows, cols, &bytes)?;
+        let first = parts[0].0;
+        let split = parts.iter().take_while(|p| p.0 == first).count();
+        let (head, tail) = parts.split_at(split);
+        if let Some(&(other, _, _)) = tail.first()
+            && tail.iter().any(|p| p.0 != other)
+        {
+            return Err(GpuError::Unsupported("a stack of more than two formats, or of one format after another twice".into()));
+        }
+        let head_rows: usize = head.iter().map(|p| p.1).sum();
+        let head_bytes: usize = head.iter().map(|p| p.2.len()).sum();
+        let rows = parts.iter().map(|p| p.1).sum();
+        let bytes: Vec<u8> = parts.iter().flat_map(|p| p.2.iter().copied()).collect();
+        let mut m = match tail.first() {
+            None => self.matrix(first, rows, cols, &bytes)?,
+            Some(&(other, _, _)) => {
+                // One buffer: the first format's rows, then the second's, found by offset.
+                let unreadable = |f: Format| {
+                    GpuError::Unsupported(format!("{} rows of {cols} values (the GPU reads groups of {})", f.name(), row_multiple(f)))
+                };
+                let row_bytes = first.row_bytes(cols).filter(|_| cols.is_multiple_of(row_multiple(first))).ok_or_else(|| unreadable(first))?;
+                let row_bytes_b = other.row_bytes(cols).filter(|_| cols.is_multiple_of(row_multiple(other))).ok_or_else(|| unreadable(other))?;
+                if bytes.len() as u64 + 8 > self.max_binding {
+                    return Err(GpuError::Unsupported(format!("a stack of {} bytes exceeds a binding", bytes.len())));
+                }
+                let kernels = self.kernels.format(&self.device, first)?;
+                let second = Second { row: head_rows, at: head_bytes, row_bytes: row_bytes_b, kernels: self.kernels.mixed(&self.device, first, other)? };
+                let m = Matrix {
+                    format: first,
+                    rows,
+                    cols,
+                    row_bytes,
+                    parts: vec![self.part(&bytes, 0, rows)?],
+                    kernels,
+                    stack: Vec::new(),
+                    paired: false,
+                    second: Some(second),
+                };
+                self.check()?;
+                m
+            }
+        };
         if m.parts.len() != 1 {
             return Err(GpuError::Unsupported(format!("a stack of {} bytes exceeds a binding", bytes.len())));
         }
-        m.stack = parts.iter().map(|p| p.0).collect();
+        m.stack = parts.iter().map(|p| p.1).collect();
         Ok(m)
     }
 
@@ -54,13 +104,30 @@ impl Gpu {
         let third = outs.get(2).unwrap_or(&placeholder);
         let split1 = w.stack[0];
         let split2 = w.stack[..2].iter().sum::<usize>();
-        let (kernel, tokens, rows) = if x.n > MATMUL_TOKENS {
-            (&w.kernels.matmul_tiled_split, TILED, TILED)
-        } else {
-            (&w.kernels.matmul_split, MATMUL_TOKENS, MATMUL_ROWS)
+        let (plain, tiled) = match &w.second {
+            Some(second) => (&second.kernels.matmul_split, &second.kernels.matmul_tiled_split),
+            None => (&w.kernels.matmul_split, &w.kernels.matmul_tiled_split),
         };
+        let (kernel, tokens, rows) = if x.n > MATMUL_TOKENS { (tiled, TILED, TILED) } else { (plain, MATMUL_TOKENS, MATMUL_ROWS) };
         let (gx, gy) = grid(w.rows.div_ceil(rows));
-        let params = [u(w.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, Word::U(0), u(split1)?, u(split2)?, Word::U(0)];
+        let (second, second_at, row_bytes_b) = match &w.second {
+            Some(s) => (s.row, s.at, s.row_bytes),
+            None => (w.rows, 0, 0),
+        };
+        let params = [
+            u(w.rows)?,
+            u(w.cols)?,
+            u(x.n)?,
+            u(w.row_bytes)?,
+            u(w.rows)?,
+            Word::U(0),
+            u(split1)?,
+            u(split2)?,
+            Word::U(0),
+            u(second)?,
+            u(second_at)?,
+            u(row_bytes_b)?,
+        ];
         self.dispatch(
             kernel,
             &params,
@@ -97,7 +164,7 @@ impl Gpu {
     /// `gate(x · Gᵀ) · (x · Uᵀ)` for a pair from [`Gpu::gate_up_matrix`], in one dispatch:
     /// `(n, cols)` to `(n, rows)`.
     pub fn matmul_gated(&self, x: &Tensor, w: &Matrix, gate: Gate) -> Result<Tensor, GpuError> {
-        if x.width != w.cols || !w.paired || w.parts.len() != 1 {
+        if x.width != w.cols || !w.paired || w.parts.len() != 1 || w.second.is_some() {
             return Err(shape(format!("{}×{} through the gate of {:?}", x.n, x.width, w)));
         }
         let rows = w.rows / 2;
@@ -109,7 +176,20 @@ impl Gpu {
         };
         let (gx, gy) = grid(w.rows.div_ceil(per_group));
         let params =
-            [u(w.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(rows)?, Word::U(0), Word::U(0), Word::U(0), Word::U(gate.number())];
+            [
+                u(w.rows)?,
+                u(w.cols)?,
+                u(x.n)?,
+                u(w.row_bytes)?,
+                u(rows)?,
+                Word::U(0),
+                Word::U(0),
+                Word::U(0),
+                Word::U(gate.number()),
+                u(w.rows)?,
+                Word::U(0),
+                Word::U(0),
+            ];
         self.dispatch(
             kernel,
             &params,

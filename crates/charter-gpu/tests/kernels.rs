@@ -11,7 +11,7 @@ use charter_kernels::{Format, ops, reference};
 #[macro_use]
 mod common;
 
-use common::{GPU_FORMATS, Rng, assert_close, gpu, gpu_with, random_matrix, widths};
+use common::{GPU_FORMATS, Rng, assert_close, both_reductions, gpu, gpu_with, random_matrix, widths};
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -46,7 +46,7 @@ async fn matmul_matches_the_f64_reference_in_every_format_body() {
 
 gpu_test!(a_matrix_split_across_bindings_gives_the_same_products, a_matrix_split_across_bindings_gives_the_same_products_body);
 async fn a_matrix_split_across_bindings_gives_the_same_products_body() {
-    let (whole, split) = (gpu().await, gpu_with(GpuOptions { max_binding: Some(4096) }).await);
+    let (whole, split) = (gpu().await, gpu_with(GpuOptions { max_binding: Some(4096), ..GpuOptions::default() }).await);
     let mut rng = Rng(7);
     let (format, rows, cols) = (Format::Q8_0, 301, 576);
     let data = random_matrix(format, rows, cols, &mut rng);
@@ -99,28 +99,29 @@ async fn matrices_the_kernels_cannot_read_are_refused_body() {
 
 gpu_test!(norms_match_the_cpu_kernels, norms_match_the_cpu_kernels_body);
 async fn norms_match_the_cpu_kernels_body() {
-    let gpu = gpu().await;
-    let mut rng = Rng(3);
-    for (n, width, run) in [(1, 576, 576), (5, 600, 600), (3, 576, 64), (2, 1024, 256)] {
-        let (a, b, w) = (rng.vec(n * width), rng.vec(n * width), rng.vec(run));
-        let (ta, tb, tw) =
-            (gpu.upload(&a, n, width).unwrap(), gpu.upload(&b, n, width).unwrap(), gpu.upload(&w, 1, run).unwrap());
-        let mut want = vec![0f32; n * width];
-        ops::rms_norm(&a, &w, 1e-6, &mut want);
-        let got = gpu.read_async(&gpu.rms_norm(&ta, &tw, 1e-6).unwrap()).await.unwrap();
-        let ones = vec![1.0; want.len()];
-        assert_close(&got, &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &ones, 1e-5, "rms_norm");
-        let (sum, normed) = gpu.add_rms_norm(&ta, &tb, &tw, 1e-6).unwrap();
-        let s: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
-        ops::rms_norm(&s, &w, 1e-6, &mut want);
-        assert_eq!(gpu.read_async(&sum).await.unwrap(), s);
-        assert_close(
-            &gpu.read_async(&normed).await.unwrap(),
-            &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
-            &ones,
-            1e-5,
-            "add_rms_norm",
-        );
+    for gpu in both_reductions().await {
+        let mut rng = Rng(3);
+        for (n, width, run) in [(1, 576, 576), (5, 600, 600), (3, 576, 64), (2, 1024, 256)] {
+            let (a, b, w) = (rng.vec(n * width), rng.vec(n * width), rng.vec(run));
+            let (ta, tb, tw) =
+                (gpu.upload(&a, n, width).unwrap(), gpu.upload(&b, n, width).unwrap(), gpu.upload(&w, 1, run).unwrap());
+            let mut want = vec![0f32; n * width];
+            ops::rms_norm(&a, &w, 1e-6, &mut want);
+            let got = gpu.read_async(&gpu.rms_norm(&ta, &tw, 1e-6).unwrap()).await.unwrap();
+            let ones = vec![1.0; want.len()];
+            assert_close(&got, &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &ones, 1e-5, "rms_norm");
+            let (sum, normed) = gpu.add_rms_norm(&ta, &tb, &tw, 1e-6).unwrap();
+            let s: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+            ops::rms_norm(&s, &w, 1e-6, &mut want);
+            assert_eq!(gpu.read_async(&sum).await.unwrap(), s);
+            assert_close(
+                &gpu.read_async(&normed).await.unwrap(),
+                &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+                &ones,
+                1e-5,
+                "add_rms_norm",
+            );
+        }
     }
 }
 
@@ -195,55 +196,56 @@ gpu_test!(
     attention_matches_the_cpu_kernel_and_shares_its_cache_layout_body
 );
 async fn attention_matches_the_cpu_kernel_and_shares_its_cache_layout_body() {
-    let gpu = gpu().await;
-    let mut rng = Rng(17);
-    // (query heads, key heads, head dim, positions before, new tokens, window, soft cap)
-    let cases = [
-        (9, 3, 64, 0, 1, None, None),
-        (9, 3, 64, 70, 13, None, None),
-        (4, 1, 256, 130, 3, Some(50), None),
-        (2, 2, 128, 5, 70, Some(64), Some(30.0)),
-    ];
-    for (n_heads, n_kv, hd, before, n, window, softcap) in cases {
-        let capacity = before + n + 9;
-        let p = Attention { n_heads, n_kv_heads: n_kv, head_dim: hd, scale: 1.0 / (hd as f32).sqrt(), window, softcap };
-        let mut cache = gpu.kv_cache(n_kv, capacity, hd).unwrap();
-        let mut cpu_cache = KvCache::new(n_kv, capacity, hd);
-        let kv_width = n_kv * hd;
-        let mut last = Vec::new();
-        // Fill the earlier positions through the kernel itself, then attend the new ones.
-        for (start, count) in [(0, before), (before, n)] {
-            if count == 0 {
-                continue;
+    for gpu in both_reductions().await {
+        let mut rng = Rng(17);
+        // (query heads, key heads, head dim, positions before, new tokens, window, soft cap)
+        let cases = [
+            (9, 3, 64, 0, 1, None, None),
+            (9, 3, 64, 70, 13, None, None),
+            (4, 1, 256, 130, 3, Some(50), None),
+            (2, 2, 128, 5, 70, Some(64), Some(30.0)),
+        ];
+        for (n_heads, n_kv, hd, before, n, window, softcap) in cases {
+            let capacity = before + n + 9;
+            let p = Attention { n_heads, n_kv_heads: n_kv, head_dim: hd, scale: 1.0 / (hd as f32).sqrt(), window, softcap };
+            let mut cache = gpu.kv_cache(n_kv, capacity, hd).unwrap();
+            let mut cpu_cache = KvCache::new(n_kv, capacity, hd);
+            let kv_width = n_kv * hd;
+            let mut last = Vec::new();
+            // Fill the earlier positions through the kernel itself, then attend the new ones.
+            for (start, count) in [(0, before), (before, n)] {
+                if count == 0 {
+                    continue;
+                }
+                let q: Vec<f32> = rng.vec(count * n_heads * hd).iter().map(|v| v * 3.0).collect();
+                let (k, v) = (rng.vec(count * kv_width), rng.vec(count * kv_width));
+                let out = gpu
+                    .attention(
+                        &gpu.upload(&q, count, n_heads * hd).unwrap(),
+                        &gpu.upload(&k, count, kv_width).unwrap(),
+                        &gpu.upload(&v, count, kv_width).unwrap(),
+                        &mut cache,
+                        start,
+                        &p,
+                    )
+                    .unwrap();
+                cpu_cache.write(start, &k, &v);
+                let mut want = vec![0f32; q.len()];
+                attend(&p, &q, &cpu_cache, start, &mut want, &mut Scratch::default());
+                last = vec![(gpu.read_async(&out).await.unwrap(), want)];
             }
-            let q: Vec<f32> = rng.vec(count * n_heads * hd).iter().map(|v| v * 3.0).collect();
-            let (k, v) = (rng.vec(count * kv_width), rng.vec(count * kv_width));
-            let out = gpu
-                .attention(
-                    &gpu.upload(&q, count, n_heads * hd).unwrap(),
-                    &gpu.upload(&k, count, kv_width).unwrap(),
-                    &gpu.upload(&v, count, kv_width).unwrap(),
-                    &mut cache,
-                    start,
-                    &p,
-                )
-                .unwrap();
-            cpu_cache.write(start, &k, &v);
-            let mut want = vec![0f32; q.len()];
-            attend(&p, &q, &cpu_cache, start, &mut want, &mut Scratch::default());
-            last = vec![(gpu.read_async(&out).await.unwrap(), want)];
+            let (got, want) = &last[0];
+            let ones = vec![1.0; want.len()];
+            let what = format!("{n_heads}/{n_kv} heads of {hd}, {n} after {before}, window {window:?}, cap {softcap:?}");
+            assert_close(got, &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &ones, 2e-5, &what);
+            let len = before + n;
+            assert_eq!(gpu.read_cache_async(&cache, len).await.unwrap(), cpu_cache.read(len), "{what}: cache bits");
+            // A state written back reads back the same.
+            let saved = cpu_cache.read(len);
+            let mut fresh = gpu.kv_cache(n_kv, capacity, hd).unwrap();
+            gpu.write_cache(&mut fresh, &saved, len).unwrap();
+            assert_eq!(gpu.read_cache_async(&fresh, len).await.unwrap(), saved, "{what}: restored");
         }
-        let (got, want) = &last[0];
-        let ones = vec![1.0; want.len()];
-        let what = format!("{n_heads}/{n_kv} heads of {hd}, {n} after {before}, window {window:?}, cap {softcap:?}");
-        assert_close(got, &want.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), &ones, 2e-5, &what);
-        let len = before + n;
-        assert_eq!(gpu.read_cache_async(&cache, len).await.unwrap(), cpu_cache.read(len), "{what}: cache bits");
-        // A state written back reads back the same.
-        let saved = cpu_cache.read(len);
-        let mut fresh = gpu.kv_cache(n_kv, capacity, hd).unwrap();
-        gpu.write_cache(&mut fresh, &saved, len).unwrap();
-        assert_eq!(gpu.read_cache_async(&fresh, len).await.unwrap(), saved, "{what}: restored");
     }
 }
 
@@ -371,6 +373,35 @@ async fn a_stack_of_matrices_gives_each_product_from_one_dispatch_body() {
             }
         }
     }
+    // A stack in two formats (q and k in one, v in another, as Q4_K_M files keep them)
+    // gives each product bit for bit as its own matrix does, from one dispatch.
+    for (first, second, cols) in [(Format::Q4K, Format::Q6K, 768), (Format::Q8_0, Format::Q4_0, 576), (Format::Q4_1, Format::F16, 640)] {
+        for formats in [[first, first, second], [first, second, second]] {
+            let rows = [37usize, 13, 13];
+            let data: Vec<Vec<u8>> = rows.iter().zip(formats).map(|(&r, f)| random_matrix(f, r, cols, &mut rng)).collect();
+            let apart: Vec<_> =
+                rows.iter().zip(formats).zip(&data).map(|((&r, f), d)| gpu.matrix(f, r, cols, d).unwrap()).collect();
+            let parts: Vec<(Format, usize, &[u8])> =
+                rows.iter().zip(formats).zip(&data).map(|((&r, f), d)| (f, r, d.as_slice())).collect();
+            let stack = gpu.mixed_stack(cols, &parts).unwrap();
+            assert_eq!(stack.stack(), rows);
+            for n in [1, 5, 40] {
+                let x = gpu.upload(&rng.vec(n * cols), n, cols).unwrap();
+                gpu.flush();
+                let products = gpu.matmul_stack(&x, &stack).unwrap();
+                assert_eq!(gpu.pending_dispatches(), 1);
+                for (got, m) in products.iter().zip(&apart) {
+                    let want = gpu.read_async(&gpu.matmul(&x, m).unwrap()).await.unwrap();
+                    assert_eq!(gpu.read_async(got).await.unwrap(), want, "{formats:?}×{cols}, {n} tokens");
+                }
+            }
+            let x = gpu.upload(&rng.vec(cols), 1, cols).unwrap();
+            assert!(gpu.matmul(&x, &stack).is_err(), "a stack in two formats is read only as a stack");
+        }
+    }
+    let q = random_matrix(Format::Q8_0, 2, 64, &mut rng);
+    let k = random_matrix(Format::Q4_0, 2, 64, &mut rng);
+    assert!(gpu.mixed_stack(64, &[(Format::Q8_0, 2, &q), (Format::Q4_0, 2, &k), (Format::Q8_0, 2, &q)]).is_err(), "the first format again");
     // Parts whose bytes do not match their rows, and more than a stack holds, are refused.
     let data = random_matrix(Format::Q8_0, 4, 64, &mut rng);
     assert!(gpu.stacked_matrix(Format::Q8_0, 64, &[(3, &data[..]), (1, &data[..])]).is_err());

@@ -1,6 +1,7 @@
 // Causal attention over a KV cache kept as f16 pairs in 32-bit words, laid out
 // head-major ([kv head][position][dim]) like the CPU cache, so saved states move
-// between backends unchanged.
+// between backends unchanged. Composed after one of reduce/*.wgsl (`workgroup_max`,
+// `workgroup_sum`, `WG`).
 //
 // `kv_write` stores keys and values for positions start..start + n (clamped to the
 // largest finite half, as the CPU cache does). Bindings: 0 `p`, 1 `k_in`, 2 `v_in`
@@ -38,7 +39,6 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
 @group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
 
-const WG: u32 = 64u;
 const F16_MAX: f32 = 65504.0;
 const LOWEST: f32 = -3.0e38;
 
@@ -60,7 +60,6 @@ fn kv_write(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) grou
 
 var<workgroup> qv: array<f32, 256>;
 var<workgroup> scores: array<f32, 64>;
-var<workgroup> red: array<f32, 64>;
 
 fn cache_value(buf_is_k: bool, at: u32) -> f32 {
     var word: u32;
@@ -71,21 +70,6 @@ fn cache_value(buf_is_k: bool, at: u32) -> f32 {
     }
     let pair = unpack2x16float(word);
     return select(pair.x, pair.y, (at & 1u) != 0u);
-}
-
-// The maximum (`take_max`) or the sum of red[0..64], left in red[0].
-fn reduce(lid: u32, take_max: bool) {
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            if (take_max) {
-                red[lid] = max(red[lid], red[lid + s]);
-            } else {
-                red[lid] += red[lid + s];
-            }
-        }
-        workgroupBarrier();
-    }
 }
 
 @compute @workgroup_size(64)
@@ -126,19 +110,16 @@ fn attend(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
                 s = p.softcap * sign(z) * (1.0 - t) / (1.0 + t);
             }
         }
-        red[lid] = s;
-        reduce(lid, true);
-        let new_m = max(m, red[0]);
-        workgroupBarrier();
+        let new_m = max(m, workgroup_max(s, lid));
         var e = 0.0;
         if (pos < hi) {
             e = exp(s - new_m);
         }
         scores[lid] = e;
-        red[lid] = e;
-        reduce(lid, false);
+        // Its barriers also make every score visible to every invocation.
+        let total = workgroup_sum(e, lid);
         let correction = exp(m - new_m);
-        l = l * correction + red[0];
+        l = l * correction + total;
         m = new_m;
         acc *= correction;
         let count = min(WG, hi - base);

@@ -2,8 +2,9 @@
 // invocations per row, for a tile of up to eight tokens at once (so a prefill
 // dequantizes each weight once per eight tokens, not once per token).
 //
-// Composed after formats/common.wgsl and one format file, which supply `dequant8`,
-// and before one of store/*.wgsl, which supplies `store_rows` and the output bindings
+// Composed after formats/common.wgsl, a format file (two for a stack in two formats)
+// and one of rows/*.wgsl, which supply `weight8` (eight values of a row, dequantized
+// from the bytes as stored); and before one of store/*.wgsl, which supplies `store_rows` and the output bindings
 // (one tensor; the parts of a stack of matrices; or the gated values of interleaved
 // gate and up rows, with `act` naming the activation).
 //
@@ -25,6 +26,9 @@ struct Params {
     split1: u32,
     split2: u32,
     act: u32,
+    second: u32,
+    second_at: u32,
+    row_bytes_b: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,11 +56,9 @@ fn main(
     var acc = array<f32, 8>(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
     if (row < p.rows) {
         let eights = p.cols / 8u;
-        let per_block = BLOCK_VALUES / 8u;
-        let row_byte = row * p.row_bytes;
         let x_stride = p.cols / 4u;
         for (var u = l; u < eights; u += LANES) {
-            let w = dequant8(row_byte + (u / per_block) * BLOCK_BYTES, u % per_block);
+            let w = weight8(row, u);
             var xi = t0 * x_stride + 2u * u;
             for (var t = 0u; t < nt; t++) {
                 acc[t] += dot(w.lo, x[xi]) + dot(w.hi, x[xi + 1u]);

@@ -4,7 +4,7 @@
 // beside them, and each invocation accumulates a 4 × 4 block of outputs from both; so
 // every weight is dequantized once per 32 tokens and read from workgroup memory after.
 //
-// Composed as matmul.wgsl is: after a format file, before a store file.
+// Composed as matmul.wgsl is: after format and rows files, before a store file.
 //
 // Bindings (as matmul.wgsl): 0 `p` (uniform), 1 `weights`, 2 `x` (n × cols, f32),
 // 3.. the outputs (see the store file).
@@ -23,6 +23,9 @@ struct Params {
     split1: u32,
     split2: u32,
     act: u32,
+    second: u32,
+    second_at: u32,
+    row_bytes_b: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -50,7 +53,6 @@ fn main(
     let a = lid / 8u;
     let b = lid % 8u;
     let eights = p.cols / 8u;
-    let per_block = BLOCK_VALUES / 8u;
     let x_stride = p.cols / 4u;
     var acc: array<vec4<f32>, 4>;
     for (var k0 = 0u; k0 < p.cols; k0 += TILE) {
@@ -62,7 +64,7 @@ fn main(
             let u = k0 / 8u + g;
             var w = Eight(vec4<f32>(0.0), vec4<f32>(0.0));
             if (row0 + r < p.rows && u < eights) {
-                w = dequant8((row0 + r) * p.row_bytes + (u / per_block) * BLOCK_BYTES, u % per_block);
+                w = weight8(row0 + r, u);
             }
             let at = r * STRIDE + 8u * g;
             wt[at] = w.lo.x;

@@ -61,6 +61,14 @@ pub async fn gpu_with(options: GpuOptions) -> Gpu {
     })
 }
 
+/// The device twice: reducing as the adapter best can (subgroup operations where it has
+/// them) and through workgroup memory only, so each reduction is tested both ways.
+pub async fn both_reductions() -> Vec<Gpu> {
+    let (best, tree) = (gpu().await, gpu_with(GpuOptions { without_subgroups: true, ..GpuOptions::default() }).await);
+    assert!(!tree.uses_subgroups());
+    vec![best, tree]
+}
+
 /// Random rows with sane scales: every `f16` scale field moderate, every other byte random.
 pub fn random_matrix(format: Format, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
     let mut data: Vec<u8> = (0..format.row_bytes(cols).unwrap() * rows).map(|_| rng.byte()).collect();
