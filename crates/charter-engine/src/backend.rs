@@ -172,6 +172,17 @@ pub trait Backend {
         }
         Ok(())
     }
+    /// [`Backend::matmul_each`] with `biases[i]` added to every row of the i-th product
+    /// (Qwen2's q, k and v), which a backend may add as it stores the products.
+    fn matmul_each_biased(
+        &self,
+        x: &Self::Tensor,
+        ws: &[Self::Matrix],
+        biases: &[Self::Vector],
+        out: &mut Vec<Self::Tensor>,
+    ) -> Result<(), BackendError> {
+        biased_apart(self, x, ws, biases, out)
+    }
     /// Adds `b` to every row.
     fn add_bias(&self, x: &Self::Tensor, b: &Self::Vector) -> Result<Self::Tensor, BackendError>;
     /// Elementwise sum.
@@ -344,4 +355,25 @@ pub fn gated_apart<B: Backend + ?Sized>(
         (Some(up), Some(gate)) if found == 2 => b.gated(&gate, &up, act),
         _ => Err(BackendError::Shape(format!("{found} products of a gate and an up projection"))),
     }
+}
+
+/// [`Backend::matmul_each_biased`] as the products and then [`Backend::add_bias`] on
+/// each: the default, and what a backend falls back to for matrices it did not stack.
+pub fn biased_apart<B: Backend + ?Sized>(
+    b: &B,
+    x: &B::Tensor,
+    ws: &[B::Matrix],
+    biases: &[B::Vector],
+    out: &mut Vec<B::Tensor>,
+) -> Result<(), BackendError> {
+    let first = out.len();
+    b.matmul_each(x, ws, out)?;
+    let products = &mut out[first..];
+    if products.len() != biases.len() {
+        return Err(BackendError::Shape(format!("{} biases for {} products", biases.len(), products.len())));
+    }
+    for (y, bias) in products.iter_mut().zip(biases) {
+        *y = b.add_bias(y, bias)?;
+    }
+    Ok(())
 }

@@ -479,13 +479,11 @@ impl<B: Backend> Decoder<B> {
                 None => b.rms_norm(&x, &layer.attn_norm, eps)?,
             };
             products.clear();
-            b.matmul_each(&h, &layer.qkv, products)?;
-            let [mut q, mut k, mut v] = three(products)?;
-            if let Some([bq, bk, bv]) = &layer.bias {
-                q = b.add_bias(&q, bq)?;
-                k = b.add_bias(&k, bk)?;
-                v = b.add_bias(&v, bv)?;
+            match &layer.bias {
+                Some(biases) => b.matmul_each_biased(&h, &layer.qkv, biases, products)?,
+                None => b.matmul_each(&h, &layer.qkv, products)?,
             }
+            let [q, k, v] = three(products)?;
             let params = AttentionParams {
                 n_heads: c.n_heads,
                 n_kv_heads: c.n_kv_heads,

@@ -19,7 +19,8 @@ use charter_kernels::format::dequantize_row;
 use charter_kernels::half::f32_to_f16;
 
 use crate::backend::{
-    Activation, AttentionInput, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData, gated_apart,
+    Activation, AttentionInput, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData, biased_apart,
+    gated_apart,
 };
 
 fn pairing(style: RopeStyle) -> Pairing {
@@ -127,6 +128,18 @@ impl Backend for GpuBackend {
             out.extend(self.gpu.matmul_stack(x, w)?);
         }
         Ok(())
+    }
+
+    fn matmul_each_biased(&self, x: &Tensor, ws: &[Matrix], biases: &[Tensor], out: &mut Vec<Tensor>) -> Result<(), BackendError> {
+        match ws {
+            // One stack: the biases added as its products are stored.
+            [stack] if stack.stack().len() == biases.len() && biases.len() > 1 => {
+                let biases: Vec<&Tensor> = biases.iter().collect();
+                out.extend(self.gpu.matmul_stack_biased(x, stack, &biases)?);
+                Ok(())
+            }
+            _ => biased_apart(self, x, ws, biases, out),
+        }
     }
 
     fn vector(&self, w: WeightData<'_>) -> Result<Tensor, BackendError> {

@@ -236,9 +236,17 @@ fn every_architecture_runs_on_the_gpu_as_on_the_cpu() {
         steps.extend(prompt.chunks(1).take(4));
         for (i, tokens) in steps.into_iter().enumerate() {
             let want = LanguageModel::forward(&mut cpu.decoder, tokens).unwrap();
+            let launched = gpu.decoder.dispatches().unwrap();
             let got = LanguageModel::forward(&mut gpu.decoder, tokens).unwrap();
             let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 5e-4, "{arch}, step {i} ({} tokens): GPU logits {worst} from the CPU's", tokens.len());
+            // A decode step: eight dispatches a layer whatever the architecture (biases,
+            // q/k norms and post-norms folded in), and for the head the embedding (and
+            // Gemma's scale), the last add and norm, the product.
+            let dispatches = gpu.decoder.dispatches().unwrap() - launched;
+            if tokens.len() == 1 {
+                assert!(dispatches <= 8 * 3 + 4, "{arch}, step {i}: {dispatches} dispatches for 3 layers");
+            }
         }
     }
 }

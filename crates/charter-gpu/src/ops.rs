@@ -350,7 +350,7 @@ impl Gpu {
         for part in &w.parts {
             let (gx, gy) = grid(part.rows.div_ceil(rows));
             let params =
-                [u(part.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, u(part.row_start)?, Word::U(0), Word::U(0), Word::U(0), u(part.rows)?, Word::U(0), Word::U(0)];
+                [u(part.rows)?, u(w.cols)?, u(x.n)?, u(w.row_bytes)?, u(w.rows)?, u(part.row_start)?, Word::U(0), Word::U(0), Word::U(0), u(part.rows)?, Word::U(0), Word::U(0), Word::U(0)];
             self.dispatch(
                 kernel,
                 &params,

@@ -92,16 +92,31 @@ impl Gpu {
     /// The product of `x` with each matrix of a stack, in order, from one dispatch (a
     /// plain matrix: its one product).
     pub fn matmul_stack(&self, x: &Tensor, w: &Matrix) -> Result<Vec<Tensor>, GpuError> {
+        self.matmul_stack_biased(x, w, &[])
+    }
+
+    /// [`Gpu::matmul_stack`] with each matrix's bias added to its product, in the same
+    /// dispatch (`biases`: one per matrix, or none).
+    pub fn matmul_stack_biased(&self, x: &Tensor, w: &Matrix, biases: &[&Tensor]) -> Result<Vec<Tensor>, GpuError> {
+        if !biases.is_empty() && (biases.len() != w.stack.len() || biases.iter().zip(&w.stack).any(|(b, &rows)| b.len() != rows)) {
+            return Err(shape(format!("{} biases for {:?}", biases.len(), w)));
+        }
         if w.stack.len() == 1 {
-            return Ok(vec![self.matmul(x, w)?]);
+            let y = self.matmul(x, w)?;
+            return Ok(vec![match biases.first() {
+                Some(b) => self.add_bias(&y, b)?,
+                None => y,
+            }]);
         }
         if x.width != w.cols || w.parts.len() != 1 || w.paired {
             return Err(shape(format!("{}×{} times {:?}ᵀ", x.n, x.width, w)));
         }
         let outs: Vec<Tensor> = w.stack.iter().map(|&rows| self.tensor(x.n, rows)).collect();
-        // A two-matrix stack writes nothing to the third output; it still needs a buffer.
-        let placeholder = self.tensor(1, 4);
+        // A two-matrix stack writes nothing to the third output, and an unbiased one reads
+        // no bias; the bindings still need buffers (apart: one is written, one read).
+        let (placeholder, no_bias) = (self.tensor(1, 4), self.tensor(1, 4));
         let third = outs.get(2).unwrap_or(&placeholder);
+        let bias = |i: usize| biases.get(i).copied().unwrap_or(&no_bias);
         let split1 = w.stack[0];
         let split2 = w.stack[..2].iter().sum::<usize>();
         let (plain, tiled) = match &w.second {
@@ -127,6 +142,7 @@ impl Gpu {
             u(second)?,
             u(second_at)?,
             u(row_bytes_b)?,
+            Word::U(u32::from(!biases.is_empty())),
         ];
         self.dispatch(
             kernel,
@@ -137,6 +153,9 @@ impl Gpu {
                 (3, Bind::Buffer(outs[0].buffer())),
                 (4, Bind::Buffer(outs[1].buffer())),
                 (5, Bind::Buffer(third.buffer())),
+                (6, Bind::Buffer(bias(0).buffer())),
+                (7, Bind::Buffer(bias(1).buffer())),
+                (8, Bind::Buffer(bias(2).buffer())),
             ],
             (gx, gy, x.n.div_ceil(tokens) as u32),
         )?;
@@ -187,6 +206,7 @@ impl Gpu {
                 Word::U(0),
                 Word::U(gate.number()),
                 u(w.rows)?,
+                Word::U(0),
                 Word::U(0),
                 Word::U(0),
             ];

@@ -373,6 +373,27 @@ async fn a_stack_of_matrices_gives_each_product_from_one_dispatch_body() {
             }
         }
     }
+    // Biases (Qwen2's q, k and v) are added as the products are stored, in the same one
+    // dispatch, as adding them after would.
+    let (format, cols, rows) = (Format::Q8_0, 576, [37usize, 13, 13]);
+    let data: Vec<Vec<u8>> = rows.iter().map(|&r| random_matrix(format, r, cols, &mut rng)).collect();
+    let parts: Vec<(usize, &[u8])> = rows.iter().zip(&data).map(|(&r, d)| (r, d.as_slice())).collect();
+    let stack = gpu.stacked_matrix(format, cols, &parts).unwrap();
+    let biases: Vec<_> = rows.iter().map(|&r| gpu.upload(&rng.vec(r), 1, r).unwrap()).collect();
+    let bias_refs: Vec<_> = biases.iter().collect();
+    for n in [1, 5, 40] {
+        let x = gpu.upload(&rng.vec(n * cols), n, cols).unwrap();
+        gpu.flush();
+        let biased = gpu.matmul_stack_biased(&x, &stack, &bias_refs).unwrap();
+        assert_eq!(gpu.pending_dispatches(), 1);
+        let plain = gpu.matmul_stack(&x, &stack).unwrap();
+        for ((got, p), b) in biased.iter().zip(&plain).zip(&biases) {
+            let want = gpu.read_async(&gpu.add_bias(p, b).unwrap()).await.unwrap();
+            assert_eq!(gpu.read_async(got).await.unwrap(), want, "biased, {n} tokens");
+        }
+    }
+    let x = gpu.upload(&rng.vec(cols), 1, cols).unwrap();
+    assert!(gpu.matmul_stack_biased(&x, &stack, &bias_refs[..2]).is_err(), "a bias for each matrix");
     // A stack in two formats (q and k in one, v in another, as Q4_K_M files keep them)
     // gives each product bit for bit as its own matrix does, from one dispatch.
     for (first, second, cols) in [(Format::Q4K, Format::Q6K, 768), (Format::Q8_0, Format::Q4_0, 576), (Format::Q4_1, Format::F16, 640)] {

@@ -26,6 +26,7 @@ struct Params {
     second: u32,
     second_at: u32,
     row_bytes_b: u32,
+    biased: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
