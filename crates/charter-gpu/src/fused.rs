@@ -107,14 +107,30 @@ impl Gpu {
         w: &Tensor,
         eps: f32,
     ) -> Result<(Tensor, Tensor), GpuError> {
-        if (a.n, a.width) != (b.n, b.width) || wb.len() != w.len() {
-            return Err(shape(format!("{a:?} + norm of {b:?}")));
+        if wb.len() != w.len() {
+            return Err(shape(format!("a post-norm of {} before a norm of {}", wb.len(), w.len())));
+        }
+        self.residual_norm(a, b, Some(wb), w, eps)
+    }
+
+    /// `s = a + b` (with `wb`, `a + rms_norm(b) · wb`) and `rms_norm(s) · w`, one dispatch.
+    pub(crate) fn residual_norm(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        wb: Option<&Tensor>,
+        w: &Tensor,
+        eps: f32,
+    ) -> Result<(Tensor, Tensor), GpuError> {
+        if (a.n, a.width) != (b.n, b.width) {
+            return Err(shape(format!("{a:?} + {b:?}")));
         }
         let runs = self.check_norm(a, w)?;
         let (sum, out) = (self.tensor(a.n, a.width), self.tensor(a.n, a.width));
         let (gx, gy) = grid(runs);
+        let kernel = if wb.is_some() { &self.kernels.norm_add_rms_norm } else { &self.kernels.add_rms_norm };
         self.dispatch(
-            &self.kernels.norm_add_rms_norm,
+            kernel,
             &[u(runs)?, u(w.len())?, Word::F(eps)],
             &[
                 (1, Bind::Buffer(w.buffer())),
@@ -122,7 +138,8 @@ impl Gpu {
                 (3, Bind::Buffer(b.buffer())),
                 (4, Bind::Buffer(sum.buffer())),
                 (5, Bind::Buffer(out.buffer())),
-                (6, Bind::Buffer(wb.buffer())),
+                // Read only with a post-norm; `w` fills the binding otherwise.
+                (6, Bind::Buffer(wb.unwrap_or(w).buffer())),
             ],
             (gx, gy, 1),
         )?;

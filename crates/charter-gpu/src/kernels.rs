@@ -25,6 +25,7 @@ const REDUCE: &str = include_str!("kernels/reduce.wgsl");
 const REDUCE_TREE: &str = include_str!("kernels/reduce/tree.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("kernels/reduce/subgroup.wgsl");
 const PREPARE_ATTENTION: &str = include_str!("kernels/prepare_attention.wgsl");
+const MATMUL_PARAMS: &str = include_str!("kernels/matmul_params.wgsl");
 const ROWS_ONE: &str = include_str!("kernels/rows/one.wgsl");
 const ROWS_TWO: &str = include_str!("kernels/rows/two.wgsl");
 const STORE_ONE: &str = include_str!("kernels/store/one.wgsl");
@@ -82,7 +83,9 @@ const WEIGHT_KERNELS: [(&str, &str, &[&str]); 7] = [
 ];
 
 fn weights_kernel(kernel: &str, store: &[&str], format: Format) -> Option<String> {
-    Some(format!("{COMMON}\n{}\n{ROWS_ONE}\n{kernel}\n{}", format_source(format)?, store.join("\n")))
+    // The embedding reads weights with parameters of its own.
+    let (params, rows) = if kernel == EMBED { ("", "") } else { (MATMUL_PARAMS, ROWS_ONE) };
+    Some(format!("{COMMON}\n{}\n{params}\n{rows}\n{kernel}\n{}", format_source(format)?, store.join("\n")))
 }
 
 /// The products of a stack in two formats (`rows/two.wgsl`): the split kernels only, since
@@ -91,7 +94,7 @@ const MIXED_KERNELS: [(&str, &str); 2] = [("matmul_split", MATMUL), ("matmul_til
 
 fn mixed_kernel(kernel: &str, first: Format, second: Format) -> Option<String> {
     Some(format!(
-        "{COMMON}\n{}\n{}\n{ROWS_TWO}\n{kernel}\n{STORE_SPLIT}",
+        "{COMMON}\n{}\n{}\n{MATMUL_PARAMS}\n{ROWS_TWO}\n{kernel}\n{STORE_SPLIT}",
         format_source(first)?,
         second_format(format_source(second)?)
     ))

@@ -444,25 +444,7 @@ impl Gpu {
 
     /// `s = a + b` and `rms_norm(s, w)` in one dispatch.
     pub fn add_rms_norm(&self, a: &Tensor, b: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor), GpuError> {
-        if (a.n, a.width) != (b.n, b.width) {
-            return Err(shape(format!("{a:?} + {b:?}")));
-        }
-        let runs = self.check_norm(a, w)?;
-        let (sum, out) = (self.tensor(a.n, a.width), self.tensor(a.n, a.width));
-        let (gx, gy) = grid(runs);
-        self.dispatch(
-            &self.kernels.add_rms_norm,
-            &[u(runs)?, u(w.len())?, Word::F(eps)],
-            &[
-                (1, Bind::Buffer(w.buffer())),
-                (2, Bind::Buffer(a.buffer())),
-                (3, Bind::Buffer(b.buffer())),
-                (4, Bind::Buffer(sum.buffer())),
-                (5, Bind::Buffer(out.buffer())),
-            ],
-            (gx, gy, 1),
-        )?;
-        Ok((sum, out))
+        self.residual_norm(a, b, None, w, eps)
     }
 
     /// Rotates each of the `n_heads` heads of every row for positions `start..start + n`.

@@ -16,26 +16,6 @@
 // partial sums of each row and token are added in workgroup memory after one barrier,
 // and each run of four rows (starting at a multiple of four) is stored at once.
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    n: u32,
-    row_bytes: u32,
-    out_width: u32,
-    row_offset: u32,
-    split1: u32,
-    split2: u32,
-    act: u32,
-    second: u32,
-    second_at: u32,
-    row_bytes_b: u32,
-    biased: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> weights: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-
 const ROWS: u32 = 8u;
 const LANES: u32 = 8u;
 const TOKENS: u32 = 8u;

@@ -13,26 +13,6 @@
 // invocation (a, b) = (index / 8, index % 8) the rows 4a..4a + 4 and tokens 4b..4b + 4
 // of that tile.
 
-struct Params {
-    rows: u32,
-    cols: u32,
-    n: u32,
-    row_bytes: u32,
-    out_width: u32,
-    row_offset: u32,
-    split1: u32,
-    split2: u32,
-    act: u32,
-    second: u32,
-    second_at: u32,
-    row_bytes_b: u32,
-    biased: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> weights: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<vec4<f32>>;
-
 const TILE: u32 = 32u;
 // Row stride of the tiles in workgroup memory (one spare column against bank conflicts).
 const STRIDE: u32 = 33u;

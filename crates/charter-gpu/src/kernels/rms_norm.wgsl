@@ -8,7 +8,8 @@
 //
 // Bindings: 0 `p` (uniform), 1 `w` (len f32), 2 `a` (runs × len), 3 `b` (same; read by
 // the two residual entries only), 4 `sum` (same; written by them only), 5 `out`
-// (same), 6 `wb` (len f32; `norm_add_rms_norm` only).
+// (same), 6 `wb` (len f32; read by `norm_add_rms_norm` only, bound by both residual
+// entries).
 // Dispatch: (gx, gy) workgroups of 64 with gx · gy ≥ runs; one workgroup per run.
 
 struct Params {
@@ -47,6 +48,39 @@ fn rms_norm(
     }
 }
 
+// Element i (at `at` in the run) of the residual sum: a + b, or with the post-norm
+// a + rms_norm(b) · wb (b's scale found first).
+fn residual(at: u32, i: u32, scale_b: f32, post_norm: bool) -> f32 {
+    if (post_norm) {
+        return a[at] + (b[at] * scale_b) * wb[i];
+    }
+    return a[at] + b[at];
+}
+
+// Writes a run's residual sum to `sum` and its RMS norm times `w` to `out`.
+fn add_and_norm(run: u32, lid: u32, post_norm: bool) {
+    let base = run * p.len;
+    var scale_b = 1.0;
+    if (post_norm) {
+        var ssb = 0.0;
+        for (var i = lid; i < p.len; i += WG) {
+            let v = b[base + i];
+            ssb += v * v;
+        }
+        scale_b = inverse_rms(ssb, lid, p.len, p.eps);
+    }
+    var ss = 0.0;
+    for (var i = lid; i < p.len; i += WG) {
+        let v = residual(base + i, i, scale_b, post_norm);
+        sum[base + i] = v;
+        ss += v * v;
+    }
+    let scale = inverse_rms(ss, lid, p.len, p.eps);
+    for (var i = lid; i < p.len; i += WG) {
+        out[base + i] = (residual(base + i, i, scale_b, post_norm) * scale) * w[i];
+    }
+}
+
 @compute @workgroup_size(64)
 fn add_rms_norm(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -54,19 +88,8 @@ fn add_rms_norm(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let run = wid.x + wid.y * groups.x;
-    if (run >= p.runs) {
-        return;
-    }
-    let base = run * p.len;
-    var ss = 0.0;
-    for (var i = lid; i < p.len; i += WG) {
-        let v = a[base + i] + b[base + i];
-        sum[base + i] = v;
-        ss += v * v;
-    }
-    let scale = inverse_rms(ss, lid, p.len, p.eps);
-    for (var i = lid; i < p.len; i += WG) {
-        out[base + i] = ((a[base + i] + b[base + i]) * scale) * w[i];
+    if (run < p.runs) {
+        add_and_norm(run, lid, false);
     }
 }
 
@@ -77,24 +100,7 @@ fn norm_add_rms_norm(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let run = wid.x + wid.y * groups.x;
-    if (run >= p.runs) {
-        return;
-    }
-    let base = run * p.len;
-    var ssb = 0.0;
-    for (var i = lid; i < p.len; i += WG) {
-        let v = b[base + i];
-        ssb += v * v;
-    }
-    let scale_b = inverse_rms(ssb, lid, p.len, p.eps);
-    var ss = 0.0;
-    for (var i = lid; i < p.len; i += WG) {
-        let v = a[base + i] + (b[base + i] * scale_b) * wb[i];
-        sum[base + i] = v;
-        ss += v * v;
-    }
-    let scale = inverse_rms(ss, lid, p.len, p.eps);
-    for (var i = lid; i < p.len; i += WG) {
-        out[base + i] = ((a[base + i] + (b[base + i] * scale_b) * wb[i]) * scale) * w[i];
+    if (run < p.runs) {
+        add_and_norm(run, lid, true);
     }
 }
