@@ -35,6 +35,9 @@ pub struct GpuOptions {
     /// Leaves subgroup operations unused even where the adapter has them, so the
     /// reductions go through workgroup memory (to test that path on any adapter).
     pub without_subgroups: bool,
+    /// Leaves `shader-f16` unused even where the adapter has it, so the prefill
+    /// products' weight tiles hold f32 (to test that path on any adapter).
+    pub without_f16: bool,
 }
 
 /// The device Charter's kernels run on.
@@ -49,6 +52,7 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     info: wgpu::AdapterInfo,
     subgroups: bool,
+    f16: bool,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -72,10 +76,15 @@ impl Gpu {
         let limits = adapter.limits();
         // Subgroup reductions where the adapter has them (reduce/subgroup.wgsl).
         let subgroups = !options.without_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
+        // Prefill tiles of f16 weights where the adapter has them (tile/f16.wgsl).
+        let f16 = !options.without_f16 && adapter.features().contains(wgpu::Features::SHADER_F16);
+        let mut features = wgpu::Features::empty();
+        features.set(wgpu::Features::SUBGROUP, subgroups);
+        features.set(wgpu::Features::SHADER_F16, f16);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("charter"),
-                required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
+                required_features: features,
                 // The defaults cap a binding at 128 MiB; an embedding table is larger.
                 required_limits: limits.clone(),
                 ..Default::default()
@@ -97,7 +106,7 @@ impl Gpu {
         });
         let max_binding =
             limits.max_storage_buffer_binding_size.min(limits.max_buffer_size).min(options.max_binding.unwrap_or(u64::MAX));
-        let kernels = Kernels::new(&device, subgroups);
+        let kernels = Kernels::new(&device, subgroups, f16);
         // Arena entries serve as uniform and as storage bindings.
         let align = limits.min_uniform_buffer_offset_alignment.max(limits.min_storage_buffer_offset_alignment).max(256);
         let recorder = Recorder::new(&device, u64::from(align));
@@ -111,6 +120,7 @@ impl Gpu {
             errors,
             info: adapter.get_info(),
             subgroups,
+            f16,
         };
         gpu.check()?;
         Ok(gpu)
@@ -134,7 +144,14 @@ impl Gpu {
         // Browsers may withhold the adapter's name.
         let name = if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name };
         let subgroups = if self.subgroups { ", subgroups" } else { "" };
-        format!("gpu ({name}, {:?}{subgroups})", self.info.backend).to_lowercase()
+        let f16 = if self.f16 { ", f16" } else { "" };
+        format!("gpu ({name}, {:?}{subgroups}{f16})", self.info.backend).to_lowercase()
+    }
+
+    /// Whether the prefill products keep their weight tiles in f16 (the adapter has
+    /// `shader-f16` and the options allow it).
+    pub fn uses_f16(&self) -> bool {
+        self.f16
     }
 
     /// Whether the kernels reduce with subgroup operations (the adapter has them and the

@@ -4,8 +4,9 @@
 //! `formats/common.wgsl` and one format file, which supply `dequant8`; a matrix product
 //! is followed by one of `store/*.wgsl`, which says where its values go (one tensor; the
 //! parts of a stack of matrices; or, for interleaved gate and up rows, the gated
-//! `act(gate) · up`). The norms share `reduce.wgsl`; the gates share `activation.wgsl`.
-//! Pipelines for a
+//! `act(gate) · up`). A prefill product opens with one of `tile/*.wgsl`, the precision
+//! of its weight tile (f16 where the device has `shader-f16`). The norms share
+//! `reduce.wgsl`; the gates share `activation.wgsl`. Pipelines for a
 //! weight format are compiled when the first matrix of that format is uploaded (at
 //! load), the others when the device opens.
 
@@ -26,6 +27,8 @@ const REDUCE_TREE: &str = include_str!("kernels/reduce/tree.wgsl");
 const REDUCE_SUBGROUP: &str = include_str!("kernels/reduce/subgroup.wgsl");
 const PREPARE_ATTENTION: &str = include_str!("kernels/prepare_attention.wgsl");
 const MATMUL_PARAMS: &str = include_str!("kernels/matmul_params.wgsl");
+const TILE_F32: &str = include_str!("kernels/tile/f32.wgsl");
+const TILE_F16: &str = include_str!("kernels/tile/f16.wgsl");
 const ROWS_ONE: &str = include_str!("kernels/rows/one.wgsl");
 const ROWS_TWO: &str = include_str!("kernels/rows/two.wgsl");
 const STORE_ONE: &str = include_str!("kernels/store/one.wgsl");
@@ -82,19 +85,31 @@ const WEIGHT_KERNELS: [(&str, &str, &[&str]); 7] = [
     ("embed", EMBED, &[]),
 ];
 
-fn weights_kernel(kernel: &str, store: &[&str], format: Format) -> Option<String> {
+/// The file that opens a module of `kernel`: for a prefill product, the precision of its
+/// weight tile; nothing for the others.
+fn tile_source(kernel: &str, f16: bool) -> &'static str {
+    match (kernel == MATMUL_TILED, f16) {
+        (false, _) => "",
+        (true, false) => TILE_F32,
+        (true, true) => TILE_F16,
+    }
+}
+
+fn weights_kernel(kernel: &str, store: &[&str], format: Format, f16: bool) -> Option<String> {
     // The embedding reads weights with parameters of its own.
     let (params, rows) = if kernel == EMBED { ("", "") } else { (MATMUL_PARAMS, ROWS_ONE) };
-    Some(format!("{COMMON}\n{}\n{params}\n{rows}\n{kernel}\n{}", format_source(format)?, store.join("\n")))
+    let tile = tile_source(kernel, f16);
+    Some(format!("{tile}\n{COMMON}\n{}\n{params}\n{rows}\n{kernel}\n{}", format_source(format)?, store.join("\n")))
 }
 
 /// The products of a stack in two formats (`rows/two.wgsl`): the split kernels only, since
 /// only q, k and v come stacked that way.
 const MIXED_KERNELS: [(&str, &str); 2] = [("matmul_split", MATMUL), ("matmul_tiled_split", MATMUL_TILED)];
 
-fn mixed_kernel(kernel: &str, first: Format, second: Format) -> Option<String> {
+fn mixed_kernel(kernel: &str, first: Format, second: Format, f16: bool) -> Option<String> {
     Some(format!(
-        "{COMMON}\n{}\n{}\n{MATMUL_PARAMS}\n{ROWS_TWO}\n{kernel}\n{STORE_SPLIT}",
+        "{}\n{COMMON}\n{}\n{}\n{MATMUL_PARAMS}\n{ROWS_TWO}\n{kernel}\n{STORE_SPLIT}",
+        tile_source(kernel, f16),
         format_source(first)?,
         second_format(format_source(second)?)
     ))
@@ -156,32 +171,38 @@ fn for_device(source: &str, subgroups: bool) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Every shader module, composed: what naga validates and the device compiles.
+/// Every shader module, composed: what naga validates and the device compiles. Modules
+/// whose weight tile holds f16 end in `.f16-tile` (they open with `enable f16;`).
 pub fn shaders() -> Vec<Shader> {
     let mut out = Vec::new();
-    for format in Format::ALL {
-        for (kind, text, store) in WEIGHT_KERNELS {
-            if let Some(source) = weights_kernel(text, store, format) {
-                out.push(Shader { name: format!("{kind}.{}", format.name().to_lowercase()), source });
+    let mut push = |name: String, source: String| {
+        if !out.iter().any(|s: &Shader| s.source == source) {
+            out.push(Shader { name, source });
+        }
+    };
+    for f16 in [false, true] {
+        let precision = if f16 { ".f16-tile" } else { "" };
+        for format in Format::ALL {
+            for (kind, text, store) in WEIGHT_KERNELS {
+                if let Some(source) = weights_kernel(text, store, format, f16) {
+                    push(format!("{kind}.{}{precision}", format.name().to_lowercase()), source);
+                }
             }
         }
-    }
-    for first in Format::ALL {
-        for second in Format::ALL.into_iter().filter(|&f| f != first) {
-            for (kind, text) in MIXED_KERNELS {
-                if let Some(source) = mixed_kernel(text, first, second) {
-                    let name = format!("{kind}.{}+{}", first.name().to_lowercase(), second.name().to_lowercase());
-                    out.push(Shader { name, source });
+        for first in Format::ALL {
+            for second in Format::ALL.into_iter().filter(|&f| f != first) {
+                for (kind, text) in MIXED_KERNELS {
+                    if let Some(source) = mixed_kernel(text, first, second, f16) {
+                        let name = format!("{kind}.{}+{}{precision}", first.name().to_lowercase(), second.name().to_lowercase());
+                        push(name, source);
+                    }
                 }
             }
         }
     }
     for subgroups in [false, true] {
         for (name, source) in plain_kernels(subgroups) {
-            let name = if subgroups { format!("{name}.subgroups") } else { name.to_owned() };
-            if !out.iter().any(|s: &Shader| s.source == source) {
-                out.push(Shader { name, source });
-            }
+            push(if subgroups { format!("{name}.subgroups") } else { name.to_owned() }, source);
         }
     }
     out
@@ -249,12 +270,14 @@ pub(crate) struct Kernels {
     pub(crate) prepare_attention: Kernel,
     pub(crate) top_of_logits: Kernel,
     pub(crate) top_of_pairs: Kernel,
+    /// Whether the prefill products' weight tiles hold f16 (tile/f16.wgsl).
+    f16: bool,
     formats: RefCell<HashMap<Format, std::rc::Rc<FormatKernels>>>,
     mixed: RefCell<HashMap<(Format, Format), std::rc::Rc<MixedKernels>>>,
 }
 
 impl Kernels {
-    pub(crate) fn new(device: &wgpu::Device, subgroups: bool) -> Kernels {
+    pub(crate) fn new(device: &wgpu::Device, subgroups: bool, f16: bool) -> Kernels {
         let [norm, ew, rope, attn, prepare, top] = plain_kernels(subgroups).map(|(_, source)| for_device(&source, subgroups).into_owned());
         let mut norm = compile(device, "rms_norm", &norm, &["rms_norm", "add_rms_norm", "norm_add_rms_norm"]).into_iter();
         let mut ew =
@@ -280,6 +303,7 @@ impl Kernels {
             prepare_attention: next(&mut prepare),
             top_of_logits: next(&mut top),
             top_of_pairs: next(&mut top),
+            f16,
             formats: RefCell::default(),
             mixed: RefCell::default(),
         }
@@ -294,7 +318,7 @@ impl Kernels {
         let name = format.name().to_lowercase();
         let mut compiled = Vec::with_capacity(WEIGHT_KERNELS.len());
         for (kind, text, store) in WEIGHT_KERNELS {
-            let source = weights_kernel(text, store, format).ok_or_else(unsupported)?;
+            let source = weights_kernel(text, store, format, self.f16).ok_or_else(unsupported)?;
             compiled.extend(compile(device, &format!("{kind}.{name}"), &source, &["main"]));
         }
         let Ok([matmul, matmul_tiled, matmul_split, matmul_tiled_split, matmul_gated, matmul_tiled_gated, embed]) =
@@ -325,7 +349,7 @@ impl Kernels {
         let name = format!("{}+{}", first.name().to_lowercase(), second.name().to_lowercase());
         let mut compiled = Vec::with_capacity(MIXED_KERNELS.len());
         for (kind, text) in MIXED_KERNELS {
-            let source = mixed_kernel(text, first, second).filter(|_| first != second).ok_or_else(unsupported)?;
+            let source = mixed_kernel(text, first, second, self.f16).filter(|_| first != second).ok_or_else(unsupported)?;
             compiled.extend(compile(device, &format!("{kind}.{name}"), &source, &["main"]));
         }
         let Ok([matmul_split, matmul_tiled_split]) = <[Kernel; 2]>::try_from(compiled) else {

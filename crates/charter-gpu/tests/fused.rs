@@ -9,7 +9,7 @@ use charter_kernels::{Format, ops, reference};
 #[macro_use]
 mod common;
 
-use common::{Rng, assert_close, both_reductions, gpu, random_matrix};
+use common::{Rng, assert_close, both_precisions, both_reductions, product_tolerance, random_matrix};
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -118,7 +118,12 @@ async fn preparing_attention_is_the_norms_the_rotation_and_the_cache_write_body(
 
 gpu_test!(a_gate_and_up_pair_gives_the_gated_values_in_one_dispatch, a_gate_and_up_pair_gives_the_gated_values_in_one_dispatch_body);
 async fn a_gate_and_up_pair_gives_the_gated_values_in_one_dispatch_body() {
-    let gpu = gpu().await;
+    for gpu in both_precisions().await {
+        gated_values_match_the_reference(&gpu).await;
+    }
+}
+
+async fn gated_values_match_the_reference(gpu: &charter_gpu::Gpu) {
     let mut rng = Rng(29);
     // Row counts that leave a workgroup's or a tile's last run of four rows half full.
     for (format, rows, cols) in [(Format::Q4_1, 67, 576), (Format::Q4K, 37, 768), (Format::Q6K, 13, 768), (Format::F16, 33, 600)] {
@@ -142,7 +147,7 @@ async fn a_gate_and_up_pair_gives_the_gated_values_in_one_dispatch_body() {
                     // The error of each product, carried through the gate.
                     let mag: Vec<f64> = gm.iter().zip(&um).zip(gw.iter().zip(&uw)).map(|((gm, um), (g, u))| um * g.abs().max(1.0) + gm * u.abs()).collect();
                     let what = format!("{} {rows}×{cols} {gate:?} token {t}/{n}", format.name());
-                    assert_close(&y[t * rows..(t + 1) * rows], &want, &mag, 1e-5, &what);
+                    assert_close(&y[t * rows..(t + 1) * rows], &want, &mag, product_tolerance(gpu, n), &what);
                 }
             }
         }

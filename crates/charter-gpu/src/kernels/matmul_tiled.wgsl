@@ -3,8 +3,12 @@
 // tile's 32 × 32 weights once into workgroup memory, loads the tokens' 32 × 32 values
 // beside them, and each invocation accumulates a 4 × 4 block of outputs from both; so
 // every weight is dequantized once per 32 tokens and read from workgroup memory after.
+// Both tiles keep four rows (or four tokens) of one column in a vector, so each column
+// of the 4 × 4 block takes two vector reads.
 //
-// Composed as matmul.wgsl is: after format and rows files, before a store file.
+// Composed as matmul.wgsl is, after a tile file (tile/f32.wgsl or tile/f16.wgsl: the
+// type the weight tile holds) that opens the module: tile, format and rows files, this
+// file, then a store file.
 //
 // Bindings (as matmul.wgsl): 0 `p` (uniform), 1 `weights`, 2 `x` (n × cols, f32),
 // 3.. the outputs (see the store file).
@@ -14,11 +18,11 @@
 // of that tile.
 
 const TILE: u32 = 32u;
-// Row stride of the tiles in workgroup memory (one spare column against bank conflicts).
-const STRIDE: u32 = 33u;
 
-var<workgroup> wt: array<f32, 1056>;
-var<workgroup> xt: array<f32, 1056>;
+// wt[8k + a]: the weights of rows 4a..4a + 4 at column k of the step.
+var<workgroup> wt: array<vec4<TileValue>, 256>;
+// xt[8k + b]: the values of tokens 4b..4b + 4 at column k of the step.
+var<workgroup> xt: array<vec4<f32>, 256>;
 
 @compute @workgroup_size(64)
 fn main(
@@ -47,15 +51,12 @@ fn main(
             if (row0 + r < p.rows && u < eights) {
                 w = weight8(row0 + r, u);
             }
-            let at = r * STRIDE + 8u * g;
-            wt[at] = w.lo.x;
-            wt[at + 1u] = w.lo.y;
-            wt[at + 2u] = w.lo.z;
-            wt[at + 3u] = w.lo.w;
-            wt[at + 4u] = w.hi.x;
-            wt[at + 5u] = w.hi.y;
-            wt[at + 6u] = w.hi.z;
-            wt[at + 7u] = w.hi.w;
+            let at = 64u * g + r / 4u;
+            let lane = r % 4u;
+            for (var j = 0u; j < 4u; j++) {
+                wt[at + 8u * j][lane] = TileValue(w.lo[j]);
+                wt[at + 8u * (j + 4u)][lane] = TileValue(w.hi[j]);
+            }
         }
         // 32 tokens × 8 groups of four values: four per invocation.
         for (var c = 0u; c < 4u; c++) {
@@ -66,23 +67,20 @@ fn main(
             if (t0 + t < p.n && k0 + 4u * q < p.cols) {
                 v = x[(t0 + t) * x_stride + k0 / 4u + q];
             }
-            let at = t * STRIDE + 4u * q;
-            xt[at] = v.x;
-            xt[at + 1u] = v.y;
-            xt[at + 2u] = v.z;
-            xt[at + 3u] = v.w;
+            let at = 32u * q + t / 4u;
+            let lane = t % 4u;
+            for (var j = 0u; j < 4u; j++) {
+                xt[at + 8u * j][lane] = v[j];
+            }
         }
         workgroupBarrier();
         for (var k = 0u; k < TILE; k++) {
-            let xs = vec4<f32>(
-                xt[(4u * b) * STRIDE + k],
-                xt[(4u * b + 1u) * STRIDE + k],
-                xt[(4u * b + 2u) * STRIDE + k],
-                xt[(4u * b + 3u) * STRIDE + k],
-            );
-            for (var i = 0u; i < 4u; i++) {
-                acc[i] += wt[(4u * a + i) * STRIDE + k] * xs;
-            }
+            let xs = xt[8u * k + b];
+            let ws = vec4<f32>(wt[8u * k + a]);
+            acc[0] += ws.x * xs;
+            acc[1] += ws.y * xs;
+            acc[2] += ws.z * xs;
+            acc[3] += ws.w * xs;
         }
         workgroupBarrier();
     }

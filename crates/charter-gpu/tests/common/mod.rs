@@ -69,6 +69,28 @@ pub async fn both_reductions() -> Vec<Gpu> {
     vec![best, tree]
 }
 
+/// The device twice where the adapter has `shader-f16`: with the prefill products'
+/// weight tiles in f16, and in f32, so each product is tested in both precisions; once
+/// where it has not (Chromium's SwiftShader), since both would be the f32 one.
+pub async fn both_precisions() -> Vec<Gpu> {
+    let best = gpu().await;
+    if !best.uses_f16() {
+        return vec![best];
+    }
+    let wide = gpu_with(GpuOptions { without_f16: true, ..GpuOptions::default() }).await;
+    assert!(!wide.uses_f16());
+    vec![best, wide]
+}
+
+/// How far a matrix product of `n` tokens may be from the f64 reference, relative to the
+/// sum of its terms' magnitudes: f32 rounding, or where the prefill kernel's weight tile
+/// holds f16, that tile's rounding of each weight by at most 2⁻¹¹ of itself (with room
+/// for a gate's slope, at most 1.13, when the product goes through one).
+pub fn product_tolerance(gpu: &Gpu, n: usize) -> f64 {
+    // The tiled kernel serves more than eight tokens.
+    if gpu.uses_f16() && n > 8 { 6e-4 } else { 1e-5 }
+}
+
 /// Random rows with sane scales: every `f16` scale field moderate, every other byte random.
 pub fn random_matrix(format: Format, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
     let mut data: Vec<u8> = (0..format.row_bytes(cols).unwrap() * rows).map(|_| rng.byte()).collect();
