@@ -514,6 +514,33 @@ async function chatOnce(webgpu) {
     const why = await page.getByTestId('backend').getAttribute('title');
     assert(/GPU failed during a reply/.test(why), `the backend's reason names the loss: ${why}`);
     await shot(page, 'gpu-lost');
+
+    // The GPU lost while the page is idle: the next system block (a persona set on the
+    // operator page) is read on the CPU instead, a notice says so, and replies go on.
+    await page.getByTestId('settings').click();
+    await page.getByTestId('setting-backend').selectOption('cpu');
+    await page.getByTestId('backend').filter({ hasText: 'CPU' }).waitFor({ timeout: GPU_READY });
+    await page.getByTestId('model-status').filter({ hasText: 'Ready' }).waitFor({ timeout: GPU_READY });
+    await page.getByTestId('setting-backend').selectOption('gpu');
+    await page.getByTestId('backend').filter({ hasText: 'GPU · WebGPU' }).waitFor({ timeout: GPU_READY });
+    await page.getByTestId('model-status').filter({ hasText: 'Ready' }).waitFor({ timeout: GPU_READY });
+    await page.getByTestId('settings').click();
+    await worker.evaluate(() => {
+      for (const device of self.charterTestDevices) device.destroy();
+    });
+    await page.getByTestId('operator').click();
+    const panel = page.getByTestId('operator-panel');
+    await panel.getByTestId('operator-persona').fill('Crumb');
+    await panel.getByTestId('operator-apply').click();
+    await panel.getByTestId('config-applied').waitFor({ timeout: GPU_READY });
+    await page.getByTestId('notice').filter({ hasText: /moved the model to the CPU/ }).waitFor({ timeout: GPU_READY });
+    assert(/CPU/.test(await page.getByTestId('backend').textContent()), 'the header names the CPU after an idle loss');
+    const idleWhy = await page.getByTestId('backend').getAttribute('title');
+    assert(/the GPU failed \(preparing the system block/.test(idleWhy), `the backend's reason names the idle loss: ${idleWhy}`);
+    await page.getByTestId('operator').click();
+    await page.getByTestId('model-status').filter({ hasText: 'Ready' }).waitFor({ timeout: GPU_READY });
+    const afterIdle = await ask(page, 'Name a colour.');
+    assert((await afterIdle.locator('.body').textContent()).trim().length > 0, 'a reply on the CPU after the idle loss');
   } finally {
     await browser.close();
     await server.close();

@@ -218,10 +218,11 @@ pub enum Event {
         /// Text safe to show (never a held-back prefix of a stop string).
         text: String,
     },
-    /// The device running the model failed during a generation (the GPU was lost): the
-    /// model now runs on the CPU and the reply starts over there, from the same prompt.
-    /// Text streamed before this event is void; the new backend follows as
-    /// [`Event::Backend`], and the reply's own events go on under the same id.
+    /// The device running the model failed during a request (the GPU was lost): the
+    /// model now runs on the CPU. A reply in progress starts over there, from the same
+    /// prompt, and text streamed before this event is void; a load, a new system block
+    /// or a speed test goes on there. The new backend comes as [`Event::Backend`]
+    /// before this event, and the request's own events go on under the same id.
     Restarted {
         /// Why, in a sentence for the user.
         reason: String,

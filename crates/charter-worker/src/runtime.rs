@@ -233,9 +233,9 @@ async fn load_inner(
         state.shown_backend.replace(Some(report.clone()));
         post(0, Event::Backend { backend: report });
     }
-    let restored = prepare(id, &mut engine, state_model.as_ref(), true).await?;
     state.state_model.replace(state_model);
     state.reload.replace(Some((reload, context_length)));
+    let restored = prepare_anywhere(state, id, &mut engine, &layers, true).await?;
     let mut model = engine.describe(now() - started);
     if let Some(block) = &mut model.system_block {
         block.restored = restored;
@@ -290,6 +290,24 @@ async fn prepare(
     Ok(false)
 }
 
+/// [`prepare`]; where the GPU fails at it (lost while the page was idle, out of memory),
+/// the model moves to the CPU under `layers` and is prepared there, so a model that
+/// loaded stays usable. Returns whether the state was restored.
+async fn prepare_anywhere(state: &State, id: u64, engine: &mut Engine, layers: &Layers, report: bool) -> Result<bool, WorkerError> {
+    let state_model = state.state_model.borrow().clone();
+    match prepare(id, engine, state_model.as_ref(), report).await {
+        Err(e) if engine.session.model().is_gpu() => {
+            let started = now();
+            let why = e.message;
+            *engine = reload_on_cpu(state, id, layers, &format!("the GPU failed ({why})")).await?;
+            let reason = format!("The GPU failed ({why}); Charter moved the model to the CPU.");
+            post(id, Event::Restarted { reason, model: engine.describe(now() - started) });
+            Ok(false)
+        }
+        other => other,
+    }
+}
+
 /// Checks new layers, and with a model loaded composes its block under them and reads
 /// it into the model; a refusal leaves the layers in force as they were.
 async fn configure(state: &State, id: u64, layers: Layers) -> Result<(), WorkerError> {
@@ -303,8 +321,7 @@ async fn configure(state: &State, id: u64, layers: Layers) -> Result<(), WorkerE
         return Ok(());
     };
     state.loading.set(true);
-    let state_model = state.state_model.borrow().clone();
-    let result = reconfigure(id, &mut engine, &layers, state_model.as_ref()).await;
+    let result = reconfigure(state, id, &mut engine, &layers).await;
     state.engine.replace(Some(engine));
     state.loading.set(false);
     let block = result?;
@@ -313,15 +330,10 @@ async fn configure(state: &State, id: u64, layers: Layers) -> Result<(), WorkerE
     Ok(())
 }
 
-async fn reconfigure(
-    id: u64,
-    engine: &mut Engine,
-    layers: &Layers,
-    state_model: Option<&state_store::ModelKey>,
-) -> Result<charter_protocol::SystemBlock, WorkerError> {
+async fn reconfigure(state: &State, id: u64, engine: &mut Engine, layers: &Layers) -> Result<charter_protocol::SystemBlock, WorkerError> {
     let previous = engine.system.0.clone();
     engine.configure(layers)?;
-    match prepare(id, engine, state_model, true).await {
+    match prepare_anywhere(state, id, engine, layers, true).await {
         Ok(restored) => Ok(charter_protocol::SystemBlock { restored, ..engine.system_block() }),
         Err(e) => {
             engine.system.0 = previous;
@@ -350,8 +362,8 @@ async fn benchmark(state: &State, id: u64, plan: Option<charter_core::bench::Ben
         Ok(plan) => engine.session.measure_async(&plan, &mut now).await,
         Err(e) => Err(e),
     };
-    let state_model = state.state_model.borrow().clone();
-    let prepared = prepare(id, &mut engine, state_model.as_ref(), true).await;
+    let layers = state.layers.borrow().clone();
+    let prepared = prepare_anywhere(state, id, &mut engine, &layers, true).await;
     let described = engine.session.model().describe();
     state.engine.replace(Some(engine));
     state.loading.set(false);
@@ -412,29 +424,13 @@ async fn generate(
     result
 }
 
-/// Moves a model whose GPU failed onto the CPU: reads its bytes again, loads them there,
-/// puts the new model in the old one's state after the shared prefix, and tells the
-/// page (the reply in progress starts over, [`Event::Restarted`]; the backend changes,
-/// [`Event::Backend`]). On failure the old engine stays, and the request fails.
+/// Moves a model whose GPU failed during a reply onto the CPU ([`reload_on_cpu`]) and
+/// tells the page that the reply in progress starts over ([`Event::Restarted`]). On
+/// failure the old engine stays, and the request fails.
 async fn to_cpu(state: &State, id: u64, engine: &mut Engine, why: &str) -> Result<(), WorkerError> {
-    let Some((reload, context_length)) = state.reload.borrow().clone() else {
-        return Err(WorkerError::new(ErrorKind::Internal, format!("the GPU failed ({why}) and the model cannot be read again")));
-    };
-    let bytes = read(&reload).await?;
     let started = now();
     let layers = state.layers.borrow().clone();
-    let (mut cpu, _) = Engine::load(bytes, context_length, &layers, None).await?;
-    let state_model = state.state_model.borrow().clone();
-    prepare(id, &mut cpu, state_model.as_ref(), false).await?;
-    // The GPU's buffers go with the old engine.
-    *engine = cpu;
-    let reason = format!("the GPU failed during a reply ({why}), so the reply started over there");
-    let mut report = state.shown_backend.borrow().clone().or_else(|| state.backend.borrow().clone());
-    if let Some(report) = &mut report {
-        backend::fall_back(report, &reason);
-        state.shown_backend.replace(Some(report.clone()));
-        post(0, Event::Backend { backend: report.clone() });
-    }
+    *engine = reload_on_cpu(state, id, &layers, &format!("the GPU failed during a reply ({why}), so the reply started over there")).await?;
     post(
         id,
         Event::Restarted {
@@ -443,6 +439,27 @@ async fn to_cpu(state: &State, id: u64, engine: &mut Engine, why: &str) -> Resul
         },
     );
     Ok(())
+}
+
+/// The loaded model read again and loaded on the CPU under `layers`, in its state after
+/// the shared prefix, with the page told that the backend changed because `reason`
+/// ([`Event::Backend`]). The caller puts it in place of the GPU's engine, whose buffers
+/// go with it.
+async fn reload_on_cpu(state: &State, id: u64, layers: &Layers, reason: &str) -> Result<Engine, WorkerError> {
+    let Some((reload, context_length)) = state.reload.borrow().clone() else {
+        return Err(WorkerError::new(ErrorKind::Internal, format!("{reason}, and the model cannot be read again")));
+    };
+    let bytes = read(&reload).await?;
+    let (mut cpu, _) = Engine::load(bytes, context_length, layers, None).await?;
+    let state_model = state.state_model.borrow().clone();
+    prepare(id, &mut cpu, state_model.as_ref(), false).await?;
+    let mut report = state.shown_backend.borrow().clone().or_else(|| state.backend.borrow().clone());
+    if let Some(report) = &mut report {
+        backend::fall_back(report, reason);
+        state.shown_backend.replace(Some(report.clone()));
+        post(0, Event::Backend { backend: report.clone() });
+    }
+    Ok(cpu)
 }
 
 async fn run(
