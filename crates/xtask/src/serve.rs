@@ -1,6 +1,7 @@
 //! A static file server for the built app: GET and HEAD with byte ranges (so model
 //! downloads resume), the right MIME types (browsers compile wasm only when it is
-//! served as `application/wasm`), loopback only.
+//! served as `application/wasm`), the headers that make the page cross-origin isolated,
+//! loopback only.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,13 +20,17 @@ pub fn serve(root: &Path, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Cross-origin isolation (shared memory for threads), as web/README.md asks of a host.
+const ISOLATION: &str = "cross-origin-opener-policy: same-origin\r\ncross-origin-embedder-policy: require-corp\r\n";
+
 fn content_type(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
         "html" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "wasm" => "application/wasm",
         "css" => "text/css; charset=utf-8",
-        "json" | "webmanifest" => "application/json",
+        "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
         "svg" => "image/svg+xml",
         "png" => "image/png",
         _ => "application/octet-stream",
@@ -108,7 +113,7 @@ fn handle(root: &Path, stream: TcpStream) -> std::io::Result<()> {
         let n = if len == 0 { 0 } else { end - start + 1 };
         write!(
             out,
-            "HTTP/1.1 {status}\r\ncontent-type: {}\r\ncontent-length: {n}\r\naccept-ranges: bytes\r\ncache-control: no-cache\r\n",
+            "HTTP/1.1 {status}\r\ncontent-type: {}\r\ncontent-length: {n}\r\naccept-ranges: bytes\r\ncache-control: no-cache\r\n{ISOLATION}",
             content_type(&path)
         )?;
         if status.starts_with("206") {
