@@ -3,6 +3,7 @@
 // browser context (empty storage) unless it says otherwise. Screenshots of the main
 // states go to artifacts/ (not committed).
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -214,6 +215,83 @@ test('the XSS payloads stay inert', async ({ server }) => {
   assert(html.includes('&lt;script&gt;'), 'the payload is shown as text');
   assert(await page.evaluate(() => window.__xss === undefined), 'no payload ran');
   await page.close();
+});
+
+// Another site, on another loopback address: every request to it is logged.
+async function otherOrigin() {
+  const requests = [];
+  const server = http.createServer((req, res) => { requests.push(req.url); res.writeHead(200, { 'access-control-allow-origin': '*' }); res.end('x'); });
+  await new Promise(r => server.listen(0, '127.0.0.2', r));
+  return { url: `http://127.0.0.2:${server.address().port}/`, requests, close: () => new Promise(r => { server.closeAllConnections(); server.close(r); }) };
+}
+
+test('kept off the network, nothing in a reply or in the page reaches another origin', async ({ browser, server }) => {
+  const other = await otherOrigin();
+  const context = await browser.newContext();
+  const own = new URL(server.url).origin;
+  // Every request the browser starts to another origin, and how each ended.
+  const offOrigin = new Map();
+  const away = r => !r.url().startsWith(own) && !/^(blob|data):/.test(r.url());
+  context.on('request', r => { if (away(r)) offOrigin.set(r, 'started'); });
+  context.on('response', r => { if (away(r.request())) offOrigin.set(r.request(), `answered ${r.status()}`); });
+  context.on('requestfailed', r => { if (away(r)) offOrigin.set(r, r.failure()?.errorText || 'failed'); });
+  try {
+    const page = await open(context, server);
+    await waitReady(page);
+    await page.getByTestId('settings').click();
+    await page.getByTestId('setting-no-egress').check();
+    await page.locator('[data-testid=egress-status][data-sealed=true]').waitFor({ timeout: 30_000 });
+    assert((await page.getByTestId('egress-status').textContent()).includes(own), 'the status names the one origin left');
+    await page.getByTestId('egress-chip').waitFor();
+    await page.getByTestId('settings').click();
+    // Any violation of the policy from here on is noted: the app's own work must cause none.
+    await page.evaluate(() => {
+      self.charterViolations = [];
+      document.addEventListener('securitypolicyviolation', e => self.charterViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
+    // A reply asked to write images and links to the other site, and the same as replies
+    // brought in by import.
+    const markup = `![a cat](${other.url}cat.png) [a site](${other.url}page) <img src="${other.url}raw.png"> <a href="${other.url}raw">raw</a>`;
+    await setMaxTokens(page, 48);
+    await ask(page, `Repeat this exactly: ${markup}`);
+    const file = path.join(artifacts, 'egress-import.json');
+    fs.writeFileSync(file, JSON.stringify({ format: 'charter-conversations', version: 1, conversations: [{
+      id: 'egress', title: 'egress', updated: Date.now() + 1e6,
+      messages: [{ role: 'user', text: 'hi' }, { role: 'assistant', text: markup, stop_reason: 'end_of_turn' }],
+    }] }));
+    await page.getByTestId('import-file').setInputFiles(file);
+    await page.getByTestId('conversation').filter({ hasText: 'egress' }).first().click();
+    await page.getByTestId('message-assistant').first().filter({ hasText: 'a cat' }).waitFor();
+    const ownViolations = await page.evaluate(() => self.charterViolations.slice());
+    assert(ownViolations.length === 0, `the app itself breaks no rule of the policy: ${ownViolations}`);
+    assert(offOrigin.size === 0, `the app asked no other origin for anything: ${[...offOrigin.keys()].map(r => r.url())}`);
+    // Were the renderer to slip, the policy still holds: markup and a fetch put into the
+    // page directly reach nothing.
+    const probe = await page.evaluate(async other => {
+      const img = document.createElement('img');
+      img.src = `${other}slipped.png`;
+      document.body.append(img);
+      let fetched = true;
+      try { await fetch(`${other}fetch`); } catch { fetched = false; }
+      await new Promise(r => setTimeout(r, 300));
+      return { fetched, violations: self.charterViolations.slice() };
+    }, other.url);
+    assert(!probe.fetched, 'a fetch to another origin fails');
+    assert(probe.violations.some(v => v.startsWith('img-src')) && probe.violations.some(v => v.startsWith('connect-src')), `the policy refused them: ${probe.violations}`);
+    // The worker refuses a download from another origin, with the reason.
+    await page.getByTestId('models').click();
+    await page.locator('[data-testid=catalog-model][data-model-id=gemma-3-270m-q4_k_m]').getByTestId('download-model').click();
+    await page.getByTestId('notice').filter({ hasText: /keeps off the network/ }).waitFor({ timeout: 30_000 });
+    assert(/cannot download from https:\/\/huggingface\.co/.test(await page.getByTestId('notice').textContent()), 'the notice names the origin refused');
+    await page.getByTestId('models').click();
+    await shot(page, 'no-egress');
+    assert(other.requests.length === 0, `no request reached the other site: ${other.requests}`);
+    const outcomes = [...offOrigin].map(([r, outcome]) => `${r.url()}: ${outcome}`);
+    assert(outcomes.every(o => /: (csp|net::ERR_BLOCKED_BY_CSP)$/.test(o)), `every attempt on another origin was blocked by the policy: ${outcomes}`);
+  } finally {
+    await context.close();
+    await other.close();
+  }
 });
 
 test('a crashed worker is restarted and the conversation is intact', async ({ browser, server }) => {

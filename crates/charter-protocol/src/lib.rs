@@ -18,7 +18,7 @@ use charter_core::{GenerateOptions, GenerationStats, Message, StopReason};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A message with its request id and the protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +133,11 @@ pub enum Request {
     },
     /// Lists stored models. Answered by [`Event::StoredList`].
     ListStored,
+    /// From now on, reach nothing beyond the worker's own origin: a download from another
+    /// one is refused with an [`ErrorKind::Sealed`] error. Sent when the page keeps off
+    /// the network once a model is loaded; it lasts as long as the worker. Answered by
+    /// [`Event::Sealed`].
+    Seal,
     /// Deletes a stored model. Answered by [`Event::StoredList`].
     Delete {
         /// The stored model's key.
@@ -246,6 +251,11 @@ pub enum Event {
         /// The loaded model's new system block; `None` when no model is loaded yet (the
         /// configuration then applies from the next load).
         system_block: Option<SystemBlock>,
+    },
+    /// A [`Request::Seal`] took effect: the worker fetches from its own origin only.
+    Sealed {
+        /// That origin.
+        origin: String,
     },
     /// The stored models.
     StoredList {
@@ -458,6 +468,8 @@ pub enum ErrorKind {
     Config,
     /// A message could not be read.
     Protocol,
+    /// The worker is sealed ([`Request::Seal`]) and the request needs another origin.
+    Sealed,
     /// Anything else.
     Internal,
 }

@@ -47,6 +47,7 @@ fn requests() -> Vec<Request> {
             user: UserSettings { disable: vec!["style".into()] },
         },
         Request::ListStored,
+        Request::Seal,
         Request::Benchmark { plan: None },
         Request::Benchmark { plan: Some(charter_core::bench::BenchPlan::from_tokens((0..50).collect(), vec![42], 8, 6)) },
         Request::Delete { url: "/models/m.gguf".into() },
@@ -111,6 +112,7 @@ fn events() -> Vec<Event> {
             }),
         },
         Event::Configured { system_block: None },
+        Event::Sealed { origin: "https://charter.example".into() },
         Event::Token { text: "Hello \u{1F600}".into() },
         Event::Finished {
             reply: FinishedReply {

@@ -130,6 +130,9 @@ fn Header(state: AppState) -> impl IntoView {
                 </Show>
             </div>
             <span class="chip" data-testid="backend" title=backend_reason>{backend_text}</span>
+            <Show when=move || state.page_sealed.get() && state.worker_sealed.get().is_some()>
+                <span class="chip sealed" data-testid="egress-chip" title=move || format!("This page and its worker reach only {}: nothing in a reply can make the browser contact another site.", state.worker_sealed.get().unwrap_or_default())>"Off the network"</span>
+            </Show>
             <span class="chip meter" data-testid="context-meter" title="Tokens in the model's context window">
                 <meter min="0" max="1" value=meter_value></meter>
                 {meter}
@@ -459,7 +462,32 @@ fn Settings(state: AppState) -> impl IntoView {
                 SpeedTest::Done(line) => line,
             }}</p>
             <OfflineReport />
+            <Egress state />
         </section>
+    }
+}
+
+/// The no-egress switch and what is in force.
+#[component]
+fn Egress(state: AppState) -> impl IntoView {
+    let status = move || {
+        match (state.no_egress.get(), state.page_sealed.get(), state.worker_sealed.get()) {
+            (_, true, Some(origin)) => format!(
+                "The network is off: this page and its worker reach only {origin}. A link in a reply opens only when you click it. Switching this off reloads the page."
+            ),
+            (_, true, None) => "The page is off the network; the worker is being sealed…".to_owned(),
+            (true, false, _) => "The network goes off as soon as a model is loaded.".to_owned(),
+            (false, _, _) => "Off: the page may reach other sites (downloads of models from Hugging Face).".to_owned(),
+        }
+    };
+    view! {
+        <label class="toggle">
+            <input type="checkbox" data-testid="setting-no-egress"
+                prop:checked=move || state.no_egress.get()
+                on:change=move |e| state.choose_no_egress(event_target_checked(&e)) />
+            <span>"Keep off the network once a model is loaded"</span>
+        </label>
+        <p data-testid="egress-status" data-sealed=move || (state.page_sealed.get() && state.worker_sealed.get().is_some()).to_string()>{status}</p>
     }
 }
 

@@ -154,6 +154,12 @@ pub struct AppState {
     pub config_result: RwSignal<Option<Result<String, String>>>,
     /// The backend the user asks for (kept on the device), sent with every load.
     pub backend_choice: RwSignal<BackendPreference>,
+    /// Whether the user asks to keep off the network once a model is loaded.
+    pub no_egress: RwSignal<bool>,
+    /// Whether the page took its no-egress policy (it lasts as long as the page).
+    pub page_sealed: RwSignal<bool>,
+    /// The origin the worker keeps to, once it confirmed its seal.
+    pub worker_sealed: RwSignal<Option<String>>,
 }
 
 /// Where the backend preference is kept.
@@ -238,6 +244,9 @@ impl AppState {
             configuring: RwSignal::new(false),
             speed: RwSignal::new(SpeedTest::NotRun),
             config_result: RwSignal::new(None),
+            no_egress: RwSignal::new(crate::egress::wanted()),
+            page_sealed: RwSignal::new(false),
+            worker_sealed: RwSignal::new(None),
             backend_choice: RwSignal::new(saved_backend()),
         }
     }
@@ -253,6 +262,28 @@ impl AppState {
         if let Some(ModelSource::Stored { url }) = self.active.get_untracked() {
             if self.generating.get_untracked().is_none() {
                 self.load_stored(url);
+            }
+        }
+    }
+
+    /// Keeps the page and the worker off the network from now on (for this page's life).
+    fn seal(self) {
+        if crate::egress::seal_page() {
+            self.page_sealed.set(true);
+        }
+        client::send(Request::Seal);
+    }
+
+    /// The user's no-egress switch. On, it seals at once where a model is loaded; off, on
+    /// a sealed page, it reloads the page, since a policy cannot be lifted.
+    pub fn choose_no_egress(self, on: bool) {
+        crate::egress::set_wanted(on);
+        self.no_egress.set(on);
+        if on && self.model.get_untracked().is_some() {
+            self.seal();
+        } else if !on && self.page_sealed.get_untracked() {
+            if let Some(window) = web_sys::window() {
+                let _ = window.location().reload();
             }
         }
     }
@@ -524,6 +555,11 @@ impl AppState {
         match event {
             Event::Ready { backend } => {
                 self.backend.set(Some(backend));
+                // A restarted worker is sealed again before anything else.
+                self.worker_sealed.set(None);
+                if self.page_sealed.get_untracked() {
+                    client::send(Request::Seal);
+                }
                 // The layers go first: the load that follows composes under them.
                 self.configure(self.operator.get_untracked(), self.user_settings.get_untracked());
                 self.list(true);
@@ -548,6 +584,7 @@ impl AppState {
                     result.turn_seconds
                 )));
             }
+            Event::Sealed { origin } => self.worker_sealed.set(Some(origin)),
             Event::Configured { system_block } => {
                 forget(id);
                 if let Some(Pending::Configure { operator, user }) = kind {
@@ -575,6 +612,9 @@ impl AppState {
                 self.status.set(Status::Ready(format!("Ready: {}", model.name)));
                 self.model.set(Some(model));
                 self.context_used.set(0);
+                if self.no_egress.get_untracked() {
+                    self.seal();
+                }
             }
             Event::Context { tokens, dropped_messages } => {
                 if matches!(kind, Some(Pending::Generate)) {
@@ -665,7 +705,15 @@ impl AppState {
                             ErrorKind::Network => " The part already fetched is kept while this page is open; try again to resume.",
                             _ => "",
                         };
-                        self.status.set(Status::Failed(format!("{}{advice}", error.message)));
+                        let line = format!("{}{advice}", error.message);
+                        // A download that fails beside a loaded model leaves that model ready.
+                        match (kind, self.model.get_untracked()) {
+                            (Some(Pending::Download { .. }), Some(m)) => {
+                                self.status.set(Status::Ready(format!("Ready: {}", m.name)));
+                                self.notice.set(Some(line));
+                            }
+                            _ => self.status.set(Status::Failed(line)),
+                        }
                         self.list(false);
                     }
                     _ => self.notice.set(Some(error.message)),

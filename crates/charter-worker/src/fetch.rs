@@ -1,11 +1,14 @@
 //! Downloads a model with progress, resuming with an HTTP Range request after a
-//! dropped connection, verifying as it goes.
+//! dropped connection, verifying as it goes. This is the only place the worker reaches
+//! the network, so it is also where a sealed worker ([`seal`]) keeps to its own origin.
 
 use charter_protocol::{ErrorKind, ModelRef, WorkerError};
+use std::cell::Cell;
+
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{ReadableStreamDefaultReader, RequestInit, Response};
+use web_sys::{ReadableStreamDefaultReader, RequestInit, RequestMode, Response};
 
 use crate::js::{describe, now, scope, sleep};
 use crate::verify::Download;
@@ -13,9 +16,38 @@ use crate::verify::Download;
 /// Attempts in a row without progress before giving up.
 const MAX_ATTEMPTS: u32 = 6;
 
+thread_local! {
+    /// Whether the worker keeps to its own origin.
+    static SEALED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// From now on, fetch only from the worker's own origin (for as long as the worker
+/// lives); returns that origin.
+pub fn seal() -> String {
+    SEALED.with(|s| s.set(true));
+    scope().location().origin()
+}
+
+/// Refuses a URL of another origin once the worker is sealed.
+pub fn check_sealed(url: &str) -> Result<(), WorkerError> {
+    if !SEALED.with(Cell::get) {
+        return Ok(());
+    }
+    let own = scope().location().origin();
+    let theirs = web_sys::Url::new_with_base(url, &scope().location().href()).map(|u| u.origin()).unwrap_or_default();
+    if theirs == own {
+        return Ok(());
+    }
+    Err(WorkerError::new(
+        ErrorKind::Sealed,
+        format!("this page keeps off the network once a model is loaded, so it cannot download from {theirs}; switch off \"Keep off the network\" in Settings (the page reloads) to download it"),
+    ))
+}
+
 /// Fetches `model`, calling `progress(done, total)` now and then. Returns the verified
 /// bytes and their SHA-256.
 pub async fn download(model: &ModelRef, mut progress: impl FnMut(u64, Option<u64>)) -> Result<(Vec<u8>, String), WorkerError> {
+    check_sealed(&model.url)?;
     let mut download = Download::new(model.size, model.sha256.clone());
     let mut total = model.size;
     let mut failures = 0;
@@ -57,6 +89,10 @@ async fn attempt(
     last_report: &mut f64,
 ) -> Result<(), Attempt> {
     let init = RequestInit::new();
+    if SEALED.with(Cell::get) {
+        // The browser's own check too: a same-origin URL that redirects elsewhere fails.
+        init.set_mode(RequestMode::SameOrigin);
+    }
     let resume_from = download.received();
     if resume_from > 0 {
         let headers = web_sys::Headers::new().map_err(|e| Attempt::Dropped(describe(&e)))?;

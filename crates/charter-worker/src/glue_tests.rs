@@ -1,10 +1,11 @@
 //! The worker's browser glue, tested inside a real dedicated worker in headless
 //! Chromium (wasm-bindgen-test): Cache Storage round trips, the free-space estimate,
-//! the yield that lets a cancel in, and backend detection.
+//! the yield that lets a cancel in, backend detection, and the seal that keeps the
+//! worker to its own origin.
 
 use wasm_bindgen_test::*;
 
-use crate::{backend, js, storage};
+use crate::{backend, fetch, js, storage};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
@@ -52,4 +53,23 @@ async fn the_backend_report_explains_itself() {
     assert_eq!(report.chosen, charter_protocol::BackendKind::WasmSimd);
     assert!(report.reason.contains("WebAssembly SIMD"), "{}", report.reason);
     assert_eq!(report.webgpu_adapter, report.webgpu_description.is_some());
+}
+
+#[wasm_bindgen_test]
+async fn a_sealed_worker_refuses_other_origins_before_it_fetches() {
+    let other = charter_protocol::ModelRef {
+        id: "m".into(),
+        name: "M".into(),
+        url: "https://huggingface.co/m.gguf".into(),
+        size: None,
+        sha256: None,
+    };
+    assert!(fetch::check_sealed(&other.url).is_ok(), "an unsealed worker may fetch anywhere");
+    let origin = fetch::seal();
+    assert_eq!(origin, js::scope().location().origin());
+    let error = fetch::download(&other, |_, _| panic!("no progress: nothing was fetched")).await.expect_err("refused");
+    assert_eq!(error.kind, charter_protocol::ErrorKind::Sealed);
+    assert!(error.message.contains("https://huggingface.co"), "{}", error.message);
+    assert!(fetch::check_sealed("models/m.gguf").is_ok(), "its own origin stays reachable");
+    assert!(fetch::check_sealed(&format!("{origin}/models/m.gguf")).is_ok());
 }

@@ -115,6 +115,10 @@ async fn handle(state: Rc<State>, id: u64, request: Request, attachment: Option<
         Request::Configure { operator, user } => configure(&state, id, Layers { operator, user }).await,
         Request::Benchmark { plan } => benchmark(&state, id, plan).await,
         Request::ListStored => storage::list().await.map(|models| post(id, Event::StoredList { models })),
+        Request::Seal => {
+            post(id, Event::Sealed { origin: fetch::seal() });
+            Ok(())
+        }
         Request::Delete { url } => async {
             storage::delete(&url).await?;
             state_store::delete_for(&url).await;
@@ -129,6 +133,7 @@ async fn handle(state: Rc<State>, id: u64, request: Request, attachment: Option<
 }
 
 async fn download(id: u64, model: &ModelRef) -> Result<(), WorkerError> {
+    fetch::check_sealed(&model.url)?;
     if let (Some(size), Some(free)) = (model.size, storage::free_bytes().await) {
         if (size as f64) > free {
             return Err(WorkerError::new(
