@@ -294,6 +294,50 @@ test('kept off the network, nothing in a reply or in the page reaches another or
   }
 });
 
+test('a long reply streams block by block with no main-thread task over 50 ms, and code blocks copy', async ({ browser, server }) => {
+  const context = await browser.newContext();
+  await context.grantPermissions(['clipboard-read', 'clipboard-write']);
+  try {
+    const page = await open(context, server);
+    await waitReady(page);
+    await setMaxTokens(page, 320);
+    await page.evaluate(() => {
+      self.charterLongTasks = [];
+      new PerformanceObserver(list => { for (const e of list.getEntries()) self.charterLongTasks.push(Math.round(e.duration)); }).observe({ type: 'longtask' });
+    });
+    await page.getByTestId('chat-input').fill('Write a long story about a lighthouse keeper, in many paragraphs.');
+    await page.getByTestId('chat-input').press('Enter');
+    // Once a block is settled its element stays as it is while later ones are written.
+    const blocks = page.locator('[data-streaming=true] .body > .block');
+    await page.waitForFunction(() => document.querySelectorAll('[data-streaming=true] .body > .block').length >= 3, null, { timeout: READY });
+    const marked = await blocks.first().evaluate(el => { el.dataset.mark = 'kept'; return el.textContent; });
+    await page.waitForFunction(n => document.querySelectorAll('[data-streaming=true] .body > .block').length > n, await blocks.count(), { timeout: READY });
+    assert(await page.locator('[data-streaming=true] .body > .block[data-mark=kept]').count() === 1, 'a settled block is not rendered again');
+    assert(await page.locator('[data-streaming=true] .body > .block[data-mark=kept]').textContent() === marked, 'and keeps its text');
+    const reply = page.getByTestId('message-assistant').last();
+    await reply.getByTestId('stop-reason').filter({ hasText: /\w/ }).waitFor({ timeout: READY });
+    const words = (await reply.locator('.body').textContent()).split(/\s+/).length;
+    const long = await page.evaluate(() => self.charterLongTasks.slice());
+    console.log(`  ${words} words, long tasks ${JSON.stringify(long)}`);
+    assert(words > 100, `a long reply (${words} words)`);
+    assert(long.every(ms => ms <= 50), `no main-thread task over 50 ms while a ${words}-word reply streamed: ${long}`);
+    // A code block's Copy button copies the code, not the button's own text.
+    const file = path.join(artifacts, 'code-import.json');
+    fs.writeFileSync(file, JSON.stringify({ format: 'charter-conversations', version: 1, conversations: [{
+      id: 'code', title: 'code', updated: Date.now() + 1e6,
+      messages: [{ role: 'user', text: 'code?' }, { role: 'assistant', text: 'Here:\n\n```rust\nfn main() {}\n```', stop_reason: 'end_of_turn' }],
+    }] }));
+    await page.getByTestId('import-file').setInputFiles(file);
+    await page.getByTestId('conversation').filter({ hasText: 'code' }).first().click();
+    await page.getByTestId('copy-code').click();
+    await page.getByTestId('copy-code').filter({ hasText: 'Copied' }).waitFor();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    assert(copied === 'fn main() {}\n', `the code was copied: ${JSON.stringify(copied)}`);
+  } finally {
+    await context.close();
+  }
+});
+
 test('a crashed worker is restarted and the conversation is intact', async ({ browser, server }) => {
   const context = await browser.newContext();
   const page = await open(context, server);

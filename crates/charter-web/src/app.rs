@@ -261,7 +261,7 @@ fn Messages(state: AppState) -> impl IntoView {
         }
     };
     view! {
-        <div class="messages" node_ref=list on:scroll=on_scroll data-testid="messages">
+        <div class="messages" node_ref=list on:scroll=on_scroll on:click=copy_code data-testid="messages">
             <Show when=move || state.dropped.get() != 0>
                 <p class="out-of-view" data-testid="out-of-view">
                     {move || format!("The {} oldest messages are out of the model's view: the conversation has outgrown its context window.", state.dropped.get())}
@@ -279,11 +279,49 @@ fn Messages(state: AppState) -> impl IntoView {
             }}
             <Show when=move || state.streaming.get().is_some()>
                 <article class="message assistant streaming" data-testid="message-assistant" data-streaming="true" aria-busy="true">
-                    <div class="body" inner_html=move || markdown::render(&state.streaming.get().unwrap_or_default())></div>
+                    <StreamingBody state />
                     <footer><span class="dots">"writing…"</span></footer>
                 </article>
             </Show>
         </div>
+    }
+}
+
+/// The reply being written, block by block: a block is rendered once it is settled
+/// (a later one has begun), and only the last one again as tokens arrive, so a long
+/// reply costs the page the same per token as a short one.
+#[component]
+fn StreamingBody(state: AppState) -> impl IntoView {
+    let parts = Memo::new(move |_| {
+        state.streaming.with(|s| {
+            let text = s.as_deref().unwrap_or("");
+            markdown::blocks(text).into_iter().map(|r| text[r].to_owned()).collect::<Vec<String>>()
+        })
+    });
+    let settled = move || {
+        let parts = parts.get();
+        let n = parts.len().saturating_sub(1);
+        parts.into_iter().take(n).enumerate().collect::<Vec<_>>()
+    };
+    let live = move || parts.with(|p| p.last().map(|t| markdown::render(t)).unwrap_or_default());
+    view! {
+        <div class="body">
+            <For each=settled key=|(i, text)| (*i, text.clone()) children=|(_, text)| view! { <div class="block" inner_html=markdown::render(&text)></div> } />
+            <div class="block" inner_html=live></div>
+        </div>
+    }
+}
+
+/// A code block's Copy button (markup the renderer adds): copies the code beside it.
+fn copy_code(e: ev::MouseEvent) {
+    let Some(button) = e.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
+    if !button.class_list().contains("copy-code") {
+        return;
+    }
+    let code = button.closest("div.code").ok().flatten().and_then(|d| d.query_selector("pre").ok().flatten()).and_then(|pre| pre.text_content());
+    if let (Some(code), Some(window)) = (code, web_sys::window()) {
+        let _ = window.navigator().clipboard().write_text(&code);
+        button.set_text_content(Some("Copied"));
     }
 }
 
