@@ -673,6 +673,142 @@ async function chatOnce(webgpu) {
   }
 }
 
+// A site that embeds the widget, on another loopback address than the app's, with CSS
+// that hides every element of its own and every iframe.
+async function hostSite(appUrl, operator) {
+  const server = http.createServer((req, res) => {
+    if (req.url.startsWith('/charter-operator.toml')) {
+      res.writeHead(200, { 'content-type': 'application/toml' });
+      return res.end(operator);
+    }
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(`<!doctype html><html><head><meta name="viewport" content="width=device-width, initial-scale=1"><title>A host</title>
+<style>body * { display: none !important; } iframe { opacity: 0 !important; }</style></head>
+<body><h1>The host's own page</h1>
+<script src="${appUrl}widget.js" data-persona="Ada" data-operator-config="/charter-operator.toml" data-position="bottom-right" data-theme="dark"></script>
+</body></html>`);
+  });
+  await new Promise(r => server.listen(0, '127.0.0.2', r));
+  return { url: `http://127.0.0.2:${server.address().port}/`, close: () => new Promise(r => { server.closeAllConnections(); server.close(r); }) };
+}
+
+// The widget on another site: one script tag, a launcher, a panel that host scripts and
+// host CSS cannot reach, the host's operator layer checked as the app checks one.
+async function widget() {
+  const server = await startServer({ dist, model });
+  const host = await hostSite(server.url, 'scope = "questions about bread"\n');
+  const refusing = await hostSite(server.url, 'disable = ["emergency"]\n');
+  // A browser profile as a regular window has it, where a frame from another site gets
+  // storage of its own (partitioned by the embedding site); this Chromium's default,
+  // like a private window, blocks third-party storage, which the last part tests.
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'charter-profile-'));
+  fs.mkdirSync(path.join(profile, 'Default'));
+  fs.writeFileSync(path.join(profile, 'Default', 'Preferences'), JSON.stringify({ profile: { cookie_controls_mode: 0, block_third_party_cookies: false } }));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: [...FLAGS, '--disable-gpu'], viewport: { width: 360, height: 740 },
+  });
+  const browser = await launch();
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', e => console.log(`  [host page error] ${e.message}`));
+    await page.goto(host.url);
+    const launcher = page.getByTestId('charter-widget-launcher');
+    await launcher.waitFor();
+    // By keyboard: the launcher opens the panel.
+    await launcher.focus();
+    await page.keyboard.press('Enter');
+    const panel = page.getByTestId('charter-widget-panel');
+    await panel.waitFor();
+    assert(await launcher.getAttribute('aria-expanded') === 'true', 'the launcher says the panel is open');
+    const frame = page.frameLocator('iframe[title=Charter]');
+    await frame.getByTestId('model-status').filter({ hasText: 'Ready' }).waitFor({ timeout: READY });
+    const box = await panel.boundingBox();
+    assert(box.x >= 0 && box.x + box.width <= 360 && box.width >= 300, `the panel fits a 360 px phone: ${JSON.stringify(box)}`);
+    // Host CSS hides none of it: the frame is opaque and its input visible.
+    const opacity = await page.evaluate(() => getComputedStyle(document.querySelector('[data-charter-widget]').shadowRoot.querySelector('iframe')).opacity);
+    assert(opacity === '1', `the host's iframe rule does not reach the panel (opacity ${opacity})`);
+    assert(await frame.getByTestId('chat-input').isVisible(), "the panel's content is visible");
+    assert(await frame.locator('html').getAttribute('data-theme') === 'dark', 'the theme came through its attribute');
+    // The host's layer is in force, with the persona, and locked.
+    await frame.getByTestId('operator').click();
+    await frame.getByTestId('operator-locked').waitFor();
+    assert(await frame.getByTestId('operator-persona').inputValue() === 'Ada', 'the persona from data-persona');
+    assert(await frame.getByTestId('operator-scope').inputValue() === 'questions about bread', 'the scope from the operator file');
+    const closePanel = () => frame.getByRole('button', { name: 'Close panel' }).click();
+    await closePanel();
+    // A chat.
+    await frame.getByTestId('settings').click();
+    await frame.getByTestId('setting-max-tokens').fill('8');
+    await frame.getByTestId('setting-max-tokens').press('Tab');
+    await frame.locator('[data-testid=egress-status][data-sealed=true]').waitFor({ timeout: 30_000 });
+    await closePanel();
+    await frame.getByTestId('chat-input').fill('Name a colour.');
+    await frame.getByTestId('chat-input').press('Enter');
+    const reply = frame.getByTestId('message-assistant').first();
+    await reply.getByTestId('stop-reason').filter({ hasText: /\w/ }).waitFor({ timeout: READY });
+    assert((await reply.locator('.body').textContent()).trim().length > 0, 'a reply in the widget');
+    await shot(page, 'widget');
+    // The host's scripts cannot read the frame, and a message that is not the widget's
+    // first answer changes nothing.
+    const reach = await page.evaluate(() => {
+      const iframe = document.querySelector('[data-charter-widget]').shadowRoot.querySelector('iframe');
+      let storage = 'unreadable';
+      try { storage = String(iframe.contentWindow.localStorage.length); } catch { /* cross-origin */ }
+      iframe.contentWindow.postMessage({ type: 'charter-widget-hello', persona: 'Mallory', operator: 'disable = ["hard-limits"]\n' }, '*');
+      iframe.contentWindow.postMessage('anything', '*');
+      return { document: iframe.contentDocument, storage };
+    });
+    assert(reach.document === null && reach.storage === 'unreadable', `the host cannot read the frame: ${JSON.stringify(reach)}`);
+    await page.waitForTimeout(500);
+    await frame.getByTestId('operator').click();
+    assert(await frame.getByTestId('operator-persona').inputValue() === 'Ada', "a later message did not change the operator's layer");
+    assert(await frame.getByTestId('model-status').filter({ hasText: 'Ready' }).count() === 1, 'and the app runs on');
+    await closePanel();
+    // By keyboard: the close button closes the panel and gives focus back to the launcher.
+    await page.getByTestId('charter-widget-close').focus();
+    await page.keyboard.press('Enter');
+    await panel.waitFor({ state: 'hidden' });
+    assert(await page.evaluate(() => document.querySelector('[data-charter-widget]').shadowRoot.activeElement?.dataset.testid) === 'charter-widget-launcher', 'focus is back on the launcher');
+    // Offline once the model is stored: the frame starts again from its service worker.
+    await launcher.click();
+    await page.waitForFunction(() => navigator.onLine !== undefined);
+    const frameHandle = page.frames().find(f => f.url().includes('embed=widget'));
+    await frameHandle.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
+    await context.setOffline(true);
+    server.state.faults = { offline: true };
+    await frameHandle.evaluate(() => location.reload());
+    await frame.getByTestId('model-status').filter({ hasText: 'Ready' }).waitFor({ timeout: READY });
+    server.state.faults = {};
+    await context.setOffline(false);
+
+    // A host whose configuration switches off a protection gets the reason in the panel.
+    const other = await context.newPage();
+    await other.goto(refusing.url);
+    await other.getByTestId('charter-widget-launcher').click();
+    const refused = other.frameLocator('iframe[title=Charter]').getByTestId('model-status').filter({ hasText: 'refused' });
+    await refused.waitFor({ timeout: 60_000 });
+    assert(/"emergency"/.test(await refused.textContent()), `the refusal names the unit: ${await refused.textContent()}`);
+
+    // Where the browser blocks third-party storage the panel says what still works.
+    const blocked = await (await browser.newContext({ viewport: { width: 360, height: 740 } })).newPage();
+    await blocked.goto(host.url);
+    await blocked.getByTestId('charter-widget-launcher').click();
+    const notice = blocked.frameLocator('iframe[title=Charter]').getByTestId('storage-blocked');
+    await notice.waitFor({ timeout: 60_000 });
+    assert(/no storage for Charter inside another site's page/.test(await notice.textContent()), 'the reason');
+    const open = blocked.frameLocator('iframe[title=Charter]').getByTestId('open-charter');
+    assert(await open.getAttribute('href') === server.url, `a way to Charter's own site: ${await open.getAttribute('href')}`);
+    await shot(blocked, 'widget-storage-blocked');
+  } finally {
+    await context.close();
+    await browser.close();
+    await server.close();
+    await host.close();
+    await refusing.close();
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
 // A copy of the build with a change, as a new deployment would be: a marker in the page
 // and a new version in the service worker (the build names each version by its files).
 function nextBuild(from) {
@@ -791,6 +927,7 @@ async function main() {
   await browser.close();
   await server.close();
   await runOne('the app installs under a sub-path, answers offline, is isolated by its service worker and updates when asked', offlineApp);
+  await runOne('the widget on another site: a chat in a panel host scripts and host CSS cannot reach, offline, keyboard, a refused layer', widget);
   await runOne('chat with WebGPU off (no adapter)', () => chatOnce(false));
   await runOne('chat with --enable-unsafe-webgpu: the CPU on its own, the GPU when Settings ask, the CPU again when the GPU is lost', () => chatOnce(true));
   console.log(`${failed ? 'FAILED' : 'passed'}: ${failed} failed, in ${((Date.now() - started) / 1000).toFixed(0)} s; screenshots in ${artifacts}`);

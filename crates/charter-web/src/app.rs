@@ -22,14 +22,20 @@ use crate::state::{catalog, check_layers, model_url, AppState, Panel, SpeedTest,
 #[component]
 pub fn App() -> impl IntoView {
     let state = AppState::new();
-    state.restore();
     provide_context(Offline::start());
     // The worker starts once the operator's layer is known, so its first load already
     // composes under it.
     spawn_local(async move {
+        // Saved conversations are read only where the browser keeps storage for the page;
+        // where it keeps none, one notice says so.
+        if crate::embed::storage_blocked().await {
+            state.storage_blocked.set(true);
+        } else {
+            state.restore();
+        }
         match crate::layers::start().await {
             Start::Refused(reason) => return state.status.set(Status::Failed(reason)),
-            Start::Deployed(config) => {
+            Start::Deployed(config) | Start::Embedded(config) => {
                 state.operator.set(Some(config));
                 state.operator_deployed.set(true);
             }
@@ -65,6 +71,7 @@ pub fn App() -> impl IntoView {
                 <ChatList state />
                 <main class="chat">
                     <UpdateReady />
+                    <StorageBlocked state />
                     <Notice state />
                     <Messages state />
                     <Composer state />
@@ -156,6 +163,26 @@ fn Notice(state: AppState) -> impl IntoView {
             <div class="notice" role="alert" data-testid="notice">
                 <span>{move || state.notice.get().unwrap_or_default()}</span>
                 <button aria-label="Dismiss" on:click=move |_| state.notice.set(None)>"×"</button>
+            </div>
+        </Show>
+    }
+}
+
+/// The browser keeps nothing for this page (in another site's frame, where third-party
+/// storage is blocked): say what still works and the ways out.
+#[component]
+fn StorageBlocked(state: AppState) -> impl IntoView {
+    view! {
+        <Show when=move || state.storage_blocked.get()>
+            <div class="notice" role="alert" data-testid="storage-blocked">
+                <span>
+                    "This browser keeps no storage for Charter inside another site's page, so no model can be kept here. "
+                    "Open a .gguf file from your disk (Models), allow storage, or use Charter on its own site."
+                </span>
+                <span class="row">
+                    <button data-testid="storage-access" on:click=move |_| crate::embed::request_storage_access()>"Allow storage"</button>
+                    <a data-testid="open-charter" href=crate::embed::app_address() target="_blank" rel="noopener">"Open Charter"</a>
+                </span>
             </div>
         </Show>
     }
@@ -715,7 +742,11 @@ fn ConstitutionView(state: AppState) -> impl IntoView {
                 let mut parts = Vec::new();
                 match &op {
                     Some(o) => {
-                        let source = if state.operator_deployed.get() { "deployed with this site" } else { "set on this device" };
+                        let source = match (state.operator_deployed.get(), crate::embed::is_widget()) {
+                            (true, true) => "set by the page that embeds Charter",
+                            (true, false) => "deployed with this site",
+                            _ => "set on this device",
+                        };
                         parts.push(format!("Operator settings {source}."));
                         if !o.disable.is_empty() {
                             parts.push(format!("Switched off by the operator: {}.", o.disable.join(", ")));

@@ -1,6 +1,7 @@
-//! Where the layers under the constitution come from when the page starts: an
+//! Where the layers under the constitution come from when the page starts: in the
+//! widget, the configuration the embedding page gives (`embed.rs`); else an
 //! `operator.toml` deployed beside the app (a site owner's configuration, which the
-//! page cannot change), else the one set on this device's operator page, and the
+//! page cannot change), else the one set on this device's operator page; and the
 //! user's own settings. Local ones live in `localStorage`.
 
 use charter_core::constitution::{Constitution, OperatorConfig, UserSettings};
@@ -13,6 +14,7 @@ pub const DEPLOYED_FILE: &str = "operator.toml";
 
 const LOCAL_OPERATOR: &str = "charter-operator";
 const LAST_DEPLOYED: &str = "charter-operator-deployed";
+const LAST_EMBEDDED: &str = "charter-operator-embedded";
 const USER: &str = "charter-user";
 
 /// The operator layer the page starts with.
@@ -21,6 +23,8 @@ pub enum Start {
     Deployed(OperatorConfig),
     /// Set on this device's operator page, or none.
     Local(Option<OperatorConfig>),
+    /// Given by the page that embeds Charter (the widget): in force, not editable here.
+    Embedded(OperatorConfig),
     /// The site deployed a configuration the constitution refuses: Charter does not run
     /// without the layer its operator meant to set.
     Refused(String),
@@ -48,6 +52,11 @@ fn set(key: &str, value: Option<&str>) {
 pub async fn start() -> Start {
     let Ok(constitution) = Constitution::builtin() else { return Start::Local(None) };
     let parse = |text: &str| OperatorConfig::parse(text, &constitution);
+    if crate::embed::is_widget()
+        && let Some(hello) = crate::embed::hello().await
+    {
+        return embedded(hello, &constitution);
+    }
     match fetch_deployed().await {
         Ok(Some(text)) => {
             set(LAST_DEPLOYED, Some(&text));
@@ -66,6 +75,36 @@ pub async fn start() -> Start {
             Some(Err(e)) => Start::Refused(format!("This site's {DEPLOYED_FILE} is refused: {e}")),
             None => Start::Local(local_operator(&constitution)),
         },
+    }
+}
+
+/// The widget's layer: its operator file with its persona, checked as the app checks a
+/// deployed file (the persona goes through the same parser as the rest).
+fn embedded(hello: crate::embed::Hello, constitution: &Constitution) -> Start {
+    if let Some(problem) = hello.problem {
+        // Offline: the layer the embedding page gave last time still holds.
+        let last = get(LAST_EMBEDDED).and_then(|t| OperatorConfig::parse(&t, constitution).ok());
+        return match last {
+            Some(config) if hello.unreachable => Start::Embedded(config),
+            _ => Start::Refused(format!("The page that embeds Charter could not give its operator configuration: {problem}")),
+        };
+    }
+    let refused = |e: charter_core::constitution::OperatorError| Start::Refused(format!("The embedding page's operator configuration is refused: {e}"));
+    let mut config = match hello.operator.as_deref().map(|t| OperatorConfig::parse(t, constitution)) {
+        Some(Ok(config)) => config,
+        Some(Err(e)) => return refused(e),
+        None => OperatorConfig::default(),
+    };
+    if let Some(persona) = hello.persona.filter(|p| !p.trim().is_empty()) {
+        config.persona = Some(persona);
+    }
+    let text = config.to_toml();
+    match OperatorConfig::parse(&text, constitution) {
+        Ok(config) => {
+            set(LAST_EMBEDDED, Some(&text));
+            Start::Embedded(config)
+        }
+        Err(e) => refused(e),
     }
 }
 

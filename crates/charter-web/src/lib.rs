@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod conversation;
+mod embed;
 pub mod format;
 pub mod markdown;
 
@@ -36,6 +37,7 @@ mod state;
 pub fn run() {
     use leptos::prelude::*;
     console_error_panic_hook::set_once();
+    embed::apply_look();
     if !simd::supported() {
         leptos::mount::mount_to_body(|| {
             view! {

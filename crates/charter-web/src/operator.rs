@@ -83,7 +83,11 @@ pub fn OperatorPanel(state: AppState) -> impl IntoView {
                     <p class="small">{format!("What a site owner sets when they put Charter on their site. Applied here, it shapes this browser's assistant; deployed as {DEPLOYED_FILE} beside index.html, it holds for every visitor and cannot be changed from the page. It ranks below Charter's constitution and can only narrow it.")}</p>
                 }
             >
-                <p class="small locked" data-testid="operator-locked">{format!("This site's operator set these in {DEPLOYED_FILE}; they cannot be changed from this page.")}</p>
+                <p class="small locked" data-testid="operator-locked">{if crate::embed::is_widget() {
+                    "The page that embeds Charter set these; they cannot be changed from here.".to_owned()
+                } else {
+                    format!("This site's operator set these in {DEPLOYED_FILE}; they cannot be changed from this page.")
+                }}</p>
             </Show>
             <fieldset disabled=locked>
                 <label>

@@ -160,6 +160,8 @@ pub struct AppState {
     pub page_sealed: RwSignal<bool>,
     /// The origin the worker keeps to, once it confirmed its seal.
     pub worker_sealed: RwSignal<Option<String>>,
+    /// The browser refuses this page storage (a blocked third-party frame).
+    pub storage_blocked: RwSignal<bool>,
 }
 
 /// Where the backend preference is kept.
@@ -247,6 +249,7 @@ impl AppState {
             no_egress: RwSignal::new(crate::egress::wanted()),
             page_sealed: RwSignal::new(false),
             worker_sealed: RwSignal::new(None),
+            storage_blocked: RwSignal::new(false),
             backend_choice: RwSignal::new(saved_backend()),
         }
     }
@@ -716,6 +719,8 @@ impl AppState {
                         }
                         self.list(false);
                     }
+                    // Where storage is refused the page says so once, not per request.
+                    Some(Pending::List { .. }) if self.storage_blocked.get_untracked() => {}
                     _ => self.notice.set(Some(error.message)),
                 }
             }
