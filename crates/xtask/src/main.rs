@@ -187,7 +187,9 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     // The kernels, the protocol and the worker's pure parts, compiled to wasm and run in
     // headless Chromium by wasm-bindgen-test; the kernels again in the relaxed-SIMD build;
     // the GPU kernels on the browser's WebGPU (SwiftShader, behind a flag, in CI).
-    let wasm_test = |packages: &[&str], features: &[&str], webdriver: &str| {
+    // The timeout is the whole suite's: the GPU kernels on a software adapter (SwiftShader)
+    // take about four minutes of it on a 2-core machine, so they get more room.
+    let wasm_test = |packages: &[&str], features: &[&str], webdriver: &str, timeout_s: &str| {
         let mut c = cargo();
         c.args(["test", "--target", "wasm32-unknown-unknown", "--lib", "--tests"]);
         for p in packages {
@@ -199,12 +201,12 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
         c.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", "wasm-bindgen-test-runner")
             .env("CHROMEDRIVER", setup::CHROMEDRIVER)
             .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", workspace_root().join("tests").join(webdriver))
-            .env("WASM_BINDGEN_TEST_TIMEOUT", "300");
+            .env("WASM_BINDGEN_TEST_TIMEOUT", timeout_s);
         run(c)
     };
-    wasm_test(&["charter-kernels", "charter-protocol", "charter-worker"], &[], "webdriver.json")?;
-    wasm_test(&["charter-kernels"], &["charter-kernels/relaxed-simd"], "webdriver.json")?;
-    wasm_test(&["charter-gpu"], &[], "webdriver-webgpu.json")?;
+    wasm_test(&["charter-kernels", "charter-protocol", "charter-worker"], &[], "webdriver.json", "300")?;
+    wasm_test(&["charter-kernels"], &["charter-kernels/relaxed-simd"], "webdriver.json", "300")?;
+    wasm_test(&["charter-gpu"], &[], "webdriver-webgpu.json", "900")?;
     let dist = build_web()?;
     let smollm = models.iter().find(|(id, _)| id.starts_with("smollm2")).map(|(_, p)| p.clone()).context("SmolLM2 was not fetched")?;
     let mut c = Command::new("node");
