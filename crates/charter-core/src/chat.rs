@@ -56,3 +56,44 @@ impl Message {
         Self::new(Role::Assistant, content)
     }
 }
+
+/// `messages` with each run of messages from one role joined into one message, their
+/// texts separated by a blank line. Many chat templates refuse two user messages in a row
+/// (Gemma's raises an error), yet a conversation gets them: text added to a session
+/// before the next question, or a question asked again after a reply that failed.
+pub fn merge_runs(messages: &[Message]) -> Vec<Message> {
+    let mut out: Vec<Message> = Vec::with_capacity(messages.len());
+    for message in messages {
+        match out.last_mut() {
+            Some(last) if last.role == message.role => {
+                last.content.push_str("\n\n");
+                last.content.push_str(&message.content);
+            }
+            _ => out.push(message.clone()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_of_one_role_become_one_message() {
+        let merged = merge_runs(&[
+            Message::system("rules"),
+            Message::user("a"),
+            Message::user("b"),
+            Message::assistant("c"),
+            Message::user("d"),
+            Message::user("e"),
+            Message::user("f"),
+        ]);
+        assert_eq!(
+            merged,
+            vec![Message::system("rules"), Message::user("a\n\nb"), Message::assistant("c"), Message::user("d\n\ne\n\nf")]
+        );
+        assert!(merge_runs(&[]).is_empty());
+    }
+}

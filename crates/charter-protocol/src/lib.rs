@@ -18,7 +18,7 @@ use charter_core::{GenerateOptions, GenerationStats, Message, StopReason};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// A message with its request id and the protocol version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +138,23 @@ pub enum Request {
     /// the network once a model is loaded; it lasts as long as the worker. Answered by
     /// [`Event::Sealed`].
     Seal,
+    /// Counts the tokens a conversation takes in the loaded model's window, without
+    /// running the model: the whole prompt as [`Request::Generate`] would build it (before
+    /// any old message is left out), and what its last `input` messages add. Answered by
+    /// [`Event::Measured`].
+    Measure {
+        /// The conversation, ending with the input being measured.
+        messages: Vec<Message>,
+        /// How many of the last messages are the input.
+        input: usize,
+    },
+    /// Reads an operator configuration from its TOML text and checks it against the
+    /// constitution, as the app does with a deployed `operator.toml`. Answered by
+    /// [`Event::ParsedOperator`] or an [`ErrorKind::Config`] error naming what was refused.
+    ParseOperator {
+        /// The file's text.
+        text: String,
+    },
     /// Deletes a stored model. Answered by [`Event::StoredList`].
     Delete {
         /// The stored model's key.
@@ -256,6 +273,22 @@ pub enum Event {
     Sealed {
         /// That origin.
         origin: String,
+    },
+    /// A [`Request::Measure`]'s counts.
+    Measured {
+        /// Tokens of the whole prompt: Charter's system block, every message, and the
+        /// opening of the assistant's turn.
+        total: usize,
+        /// Tokens the input messages add to the conversation before them.
+        input: usize,
+        /// The most tokens a prompt may take and leave the room a reply needs; a longer
+        /// conversation loses its oldest messages.
+        limit: usize,
+    },
+    /// A [`Request::ParseOperator`]'s configuration, checked.
+    ParsedOperator {
+        /// The configuration.
+        config: OperatorConfig,
     },
     /// The stored models.
     StoredList {

@@ -51,6 +51,8 @@ fn requests() -> Vec<Request> {
         Request::Benchmark { plan: None },
         Request::Benchmark { plan: Some(charter_core::bench::BenchPlan::from_tokens((0..50).collect(), vec![42], 8, 6)) },
         Request::Delete { url: "/models/m.gguf".into() },
+        Request::Measure { messages: vec![Message::user("a"), Message::assistant("b"), Message::user("c")], input: 1 },
+        Request::ParseOperator { text: "persona = \"Ada\"\n".into() },
     ]
 }
 
@@ -126,6 +128,8 @@ fn events() -> Vec<Event> {
             },
         },
         Event::StoredList { models: vec![] },
+        Event::Measured { total: 300, input: 12, limit: 7680 },
+        Event::ParsedOperator { config: OperatorConfig { persona: Some("Ada".into()), ..OperatorConfig::default() } },
         Event::Benchmarked {
             result: charter_core::bench::BenchResult {
                 prefill: vec![charter_core::bench::PrefillTime { tokens: 42, seconds: 0.5 }],

@@ -588,6 +588,8 @@ impl AppState {
                 )));
             }
             Event::Sealed { origin } => self.worker_sealed.set(Some(origin)),
+            // The UI asks for neither: they serve the JS API's own worker.
+            Event::Measured { .. } | Event::ParsedOperator { .. } => forget(id),
             Event::Configured { system_block } => {
                 forget(id);
                 if let Some(Pending::Configure { operator, user }) = kind {

@@ -2,6 +2,7 @@
 //! beside a [`Session`] over the decoder, and the conversions from the engine's types
 //! to the protocol's.
 
+use charter_core::chat::merge_runs;
 use charter_core::prompt::build_prompt;
 use charter_core::vocab::Vocabulary;
 use charter_core::{Message, Prompt, Reply, Session, StopReason, TokenOrigin, TurnPolicy};
@@ -207,11 +208,30 @@ impl Engine {
         view.extend(messages.iter().filter(|m| m.role != charter_core::Role::System).cloned());
         let capacity = self.info.context_length;
         let reserve = self.reply_reserve;
-        let build = |m: &[Message]| build_prompt(&self.template, &self.tokenizer, m, !predict_user);
+        let build = |m: &[Message]| build_prompt(&self.template, &self.tokenizer, &merge_runs(m), !predict_user);
         let dropped = trim_to_fit(&mut view, |m| build(m).is_ok_and(|p| p.ids.len() + reserve < capacity));
         let prompt = build(&view)
             .map_err(|e| WorkerError::new(ErrorKind::Prompt, format!("the conversation cannot be put into this model's chat format: {e}")))?;
         Ok((prompt, dropped))
+    }
+
+    /// What [`Engine::prompt`] would take for `messages`, counted before any message is
+    /// left out: the whole prompt (with the assistant's turn opened), what the last
+    /// `input` messages add to the ones before them, and the longest prompt that leaves
+    /// a reply its room.
+    pub fn measure(&self, messages: &[Message], input: usize) -> Result<(usize, usize, usize), WorkerError> {
+        let mut view = vec![Message::system(self.system.0.text.clone())];
+        view.extend(messages.iter().filter(|m| m.role != charter_core::Role::System).cloned());
+        let input = input.min(view.len() - 1);
+        let count = |m: &[Message], open: bool| {
+            build_prompt(&self.template, &self.tokenizer, &merge_runs(m), open).map(|p| p.ids.len()).map_err(|e| {
+                WorkerError::new(ErrorKind::Prompt, format!("the conversation cannot be put into this model's chat format: {e}"))
+            })
+        };
+        let total = count(&view, true)?;
+        let closed = count(&view, false)?;
+        let before = count(&view[..view.len() - input], false)?;
+        Ok((total, closed.saturating_sub(before), (self.info.context_length - self.reply_reserve).saturating_sub(1)))
     }
 
     /// A token with its text.

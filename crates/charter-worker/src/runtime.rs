@@ -119,6 +119,8 @@ async fn handle(state: Rc<State>, id: u64, request: Request, attachment: Option<
             post(id, Event::Sealed { origin: fetch::seal() });
             Ok(())
         }
+        Request::Measure { messages, input } => measure(&state, id, &messages, input),
+        Request::ParseOperator { text } => parse_operator(id, &text),
         Request::Delete { url } => async {
             storage::delete(&url).await?;
             state_store::delete_for(&url).await;
@@ -130,6 +132,27 @@ async fn handle(state: Rc<State>, id: u64, request: Request, attachment: Option<
     if let Err(error) = result {
         post_error(id, error);
     }
+}
+
+fn measure(state: &State, id: u64, messages: &[charter_core::Message], input: usize) -> Result<(), WorkerError> {
+    // A running reply has the engine out; counting waits for no one, so it says so.
+    let engine = state.engine.borrow();
+    let Some(engine) = engine.as_ref() else {
+        let why = if state.generating.get().is_some() { "a reply is being written" } else { "no model is loaded yet" };
+        return Err(WorkerError::new(if state.generating.get().is_some() { ErrorKind::Busy } else { ErrorKind::NoModel }, why));
+    };
+    let (total, input, limit) = engine.measure(messages, input)?;
+    post(id, Event::Measured { total, input, limit });
+    Ok(())
+}
+
+fn parse_operator(id: u64, text: &str) -> Result<(), WorkerError> {
+    let constitution = charter_core::constitution::Constitution::builtin()
+        .map_err(|e| WorkerError::new(ErrorKind::Internal, format!("Charter's constitution: {e}")))?;
+    let config = charter_core::constitution::OperatorConfig::parse(text, &constitution)
+        .map_err(|e| WorkerError::new(ErrorKind::Config, e.to_string()))?;
+    post(id, Event::ParsedOperator { config });
+    Ok(())
 }
 
 async fn download(id: u64, model: &ModelRef) -> Result<(), WorkerError> {
