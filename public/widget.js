@@ -10,7 +10,13 @@
 // host page and validated inside the frame exactly as the app validates one),
 // data-position (bottom-right | bottom-left), data-theme (auto | light | dark),
 // data-accent (a #rgb or #rrggbb colour), data-no-egress ("off" lets the frame reach
-// other sites after the model loads; on by default).
+// other sites after the model loads; on by default). `window.Charter.widget.configure(
+// { operator, persona })` sets the operator layer from a script instead.
+//
+// `window.Charter.LanguageModel` is Charter's JS API in the shape of the Prompt API
+// (types: charter-api.d.ts beside this file). Its sessions run in a worker of the frame's
+// own, apart from the panel's conversation, over the MessageChannel the frame receives
+// with its configuration; the frame passes on only the requests the API makes.
 //
 // The frame is another origin: this page's scripts cannot read its document or storage.
 // When the app in it starts it asks its parent for the configuration, takes the first
@@ -74,12 +80,21 @@
   const close = root.querySelector('.close');
   let frame = null;
 
+  // Set by `Charter.widget.configure`; takes the place of the tag's attributes.
+  let configured = null;
+
   async function operatorText() {
+    if (configured) {
+      const { operator } = configured;
+      return operator == null ? null : typeof operator === 'string' ? operator : JSON.stringify(operator);
+    }
     if (!data.operatorConfig) return null;
     const response = await fetch(new URL(data.operatorConfig, location.href), { cache: 'no-cache' });
     if (!response.ok) throw new Error(`the operator configuration ${data.operatorConfig} answered ${response.status}`);
     return response.text();
   }
+
+  const persona = () => (configured ? configured.persona : data.persona) || null;
 
   function createFrame() {
     frame = document.createElement('iframe');
@@ -105,8 +120,44 @@
       unreachable = e instanceof TypeError;
     }
     const channel = new MessageChannel();
-    frame.contentWindow.postMessage({ type: 'charter-widget-hello', persona: data.persona || null, operator, problem, unreachable },
+    api.bind(channel.port1);
+    frame.contentWindow.postMessage({ type: 'charter-widget-hello', persona: persona(), operator, problem, unreachable },
       app.origin, [channel.port2]);
+  });
+
+  // The API's end of the channel: requests wait for the frame's first hello; a frame that
+  // starts again (a reload inside it) gets a new channel, and what the old one carried fails.
+  const api = {
+    port: null,
+    handlers: null,
+    queued: [],
+    bind(port) {
+      const had = this.port;
+      this.port = port;
+      port.onmessage = e => typeof e.data === 'string' && this.handlers?.message(e.data);
+      if (had) {
+        had.close();
+        this.handlers?.death('the Charter frame started again');
+        this.handlers = null;
+      }
+      for (const text of this.queued.splice(0)) port.postMessage(text);
+    },
+    connect(handlers) {
+      this.handlers = handlers;
+      if (!frame) createFrame();
+      return {
+        post: text => (api.port ? api.port.postMessage(text) : api.queued.push(text)),
+        close: () => {},
+      };
+    },
+  };
+
+  // @charter-api-core
+
+  const LanguageModel = charterLanguageModel({
+    base: app,
+    connect: handlers => api.connect(handlers),
+    defaultOperator: async () => ({ text: await operatorText(), persona: persona() }),
   });
 
   function open() {
@@ -124,9 +175,25 @@
     launcher.focus();
   }
 
+  // The operator layer from a script instead of the tag: `{ operator, persona }`, where
+  // `operator` is an operator.toml's text, JSON, or its fields. The frame takes one
+  // configuration when it starts, so a running frame starts again to take this one; the
+  // conversation in the panel is kept in the frame's storage and comes back.
+  function configure({ operator = null, persona: name = null } = {}) {
+    if (operator != null && typeof operator !== 'string' && typeof operator !== 'object') {
+      throw new TypeError('operator must be TOML or JSON text, or an object of its fields');
+    }
+    configured = { operator, persona: name == null ? null : String(name) };
+    if (frame) {
+      frame.remove();
+      frame = null;
+      if (panel.classList.contains('open')) createFrame();
+    }
+  }
+
   launcher.addEventListener('click', () => (panel.classList.contains('open') ? hide() : open()));
   close.addEventListener('click', hide);
   root.addEventListener('keydown', e => { if (e.key === 'Escape' && panel.classList.contains('open')) hide(); });
   document.body.append(host);
-  window.Charter = Object.assign(window.Charter || {}, { widget: { open, close: hide } });
+  window.Charter = Object.assign(window.Charter || {}, { widget: { open, close: hide, configure }, LanguageModel });
 })();

@@ -675,6 +675,123 @@ async function chatOnce(webgpu) {
 
 // A site that embeds the widget, on another loopback address than the app's, with CSS
 // that hides every element of its own and every iframe.
+// The JS API's calls, run inside a page: `where` is `module` (a page of the app's origin
+// importing charter-api.js) or `widget` (a host page, through window.Charter). Returns
+// what the assertions need; `full` adds the parts that reload the model (a small window).
+async function apiCalls(page, where, full) {
+  return page.evaluate(async ({ where, full }) => {
+    const LM = where === 'module' ? (await import('./charter-api.js')).LanguageModel : window.Charter.LanguageModel;
+    const name = async p => { try { await p; return 'resolved'; } catch (e) { return e.name; } };
+    const read = async stream => {
+      const chunks = [];
+      const reader = stream.getReader();
+      for (;;) { const { done, value } = await reader.read(); if (done) return chunks; chunks.push(value); }
+    };
+    const out = { errors: {} };
+    out.before = await LM.availability();
+    out.unavailable = await LM.availability({ expectedInputs: [{ type: 'image' }] });
+    const progress = [];
+    const s = await LM.create({
+      initialPrompts: [{ role: 'system', content: 'Answer in one short sentence.' }], maxTokens: 12,
+      monitor(m) { m.addEventListener('downloadprogress', e => progress.push(e.loaded)); },
+    });
+    Object.assign(out, { progress, after: await LM.availability(), window: s.contextWindow, usage0: s.contextUsage, engine: s.engine,
+      block: s.systemBlock });
+    out.reply = await s.prompt('What is the capital of France?');
+    Object.assign(out, { stop: s.lastStopReason, usage1: s.contextUsage });
+    const chunks = await read(s.promptStreaming([{ role: 'user', content: [{ type: 'text', value: 'And of Italy?' }] }]));
+    Object.assign(out, { chunks: chunks.length, streamed: chunks.join(''), usage2: s.contextUsage });
+    // Aborted once the reply has started: the prompt and its reply leave the session.
+    const abort = new AbortController();
+    let pieces = 0;
+    const stream = s.promptStreaming('Tell me a long story about a dragon.', { signal: abort.signal });
+    const reader = stream.getReader();
+    out.abort = await (async () => {
+      try {
+        for (;;) { const { done } = await reader.read(); if (done) return 'finished'; if (++pieces === 2) abort.abort(); }
+      } catch (e) { return e.name; }
+    })();
+    out.usage3 = s.contextUsage;
+    out.measure = await s.measureContextUsage('How many legs has a spider?');
+    out.usage4 = s.contextUsage;
+    // A clone goes on alone.
+    const k = await s.clone();
+    await k.prompt('Thank you!');
+    Object.assign(out, { cloneUsage: k.contextUsage, originalUsage: s.contextUsage });
+    await s.append('My name is Ada.');
+    out.usage5 = s.contextUsage;
+    // The same seed, the same reply.
+    const seeded = async () => {
+      const x = await LM.create({ temperature: 1, topK: 40, seed: 42, maxTokens: 10 });
+      out.plainBlock = x.systemBlock;
+      const r = await x.prompt('Say a word.');
+      x.destroy();
+      return r;
+    };
+    out.seedA = await seeded();
+    out.seedB = await seeded();
+    out.errors.system = await name(s.prompt([{ role: 'system', content: 'x' }]));
+    out.errors.order = await name(LM.create({ initialPrompts: [{ role: 'user', content: 'a' }, { role: 'system', content: 'b' }] }));
+    out.errors.image = await name(s.prompt([{ role: 'user', content: [{ type: 'image', value: 'x' }] }]));
+    out.errors.role = await name(s.prompt([{ role: 'robot', content: 'x' }]));
+    out.errors.half = await name(LM.create({ topK: 3 }));
+    out.errors.quota = await name(s.prompt('word '.repeat(12000)));
+    try { await LM.create({ operator: 'disable = ["hard-limits"]\n' }); out.refusal = 'accepted'; } catch (e) { out.refusal = `${e.name}: ${e.message}`; }
+    if (full) {
+      const small = await LM.create({ contextLength: 1024, maxTokens: 8 });
+      let overflows = 0;
+      small.oncontextoverflow = () => overflows++;
+      for (let i = 0; i < 5 && !overflows; i++) await small.prompt(`Remember item ${i}: ${'apple banana cherry '.repeat(60)}`);
+      Object.assign(out, { overflows, smallWindow: small.contextWindow, smallUsage: small.contextUsage });
+    }
+    s.destroy();
+    out.destroyed = await name(s.prompt('hi'));
+    return out;
+  }, { where, full });
+}
+
+function checkApi(r, { fresh }) {
+  const json = JSON.stringify(r);
+  if (fresh) {
+    assert(r.before === 'downloadable', `before a download the model is downloadable: ${r.before}`);
+    assert(r.progress[0] === 0 && r.progress.at(-1) === 1 && r.progress.length > 2, `download progress from 0 to 1: ${r.progress}`);
+  } else {
+    assert(r.before === 'available', `a stored model is available: ${r.before}`);
+    assert(r.progress[0] === 0 && r.progress.at(-1) === 1, `progress 0 and 1: ${r.progress}`);
+  }
+  assert(r.after === 'available' && r.unavailable === 'unavailable', `availability: ${r.after}, images ${r.unavailable}`);
+  assert(r.reply.length > 0 && ['end_of_turn', 'length', 'stop_string'].includes(r.stop), `a reply with its stop reason: ${json}`);
+  assert(/cpu \(wasm/.test(r.engine) && r.window >= 2048, `engine and window: ${r.engine}, ${r.window}`);
+  assert(0 < r.usage0 && r.usage0 < r.usage1 && r.usage1 < r.usage2 && r.usage2 < r.window, `usage grows: ${json}`);
+  assert(r.chunks >= 1 && r.streamed.length > 0, `a streamed reply: ${r.chunks} chunks`);
+  assert(r.abort === 'AbortError' && r.usage3 === r.usage2, `an aborted prompt leaves no trace: ${r.abort}, ${r.usage3} vs ${r.usage2}`);
+  assert(r.measure > 5 && r.measure < 40 && r.usage4 === r.usage2, `measureContextUsage: ${r.measure}`);
+  assert(r.cloneUsage > r.originalUsage && r.originalUsage === r.usage2, `a clone is independent: ${r.cloneUsage} vs ${r.originalUsage}`);
+  assert(r.usage5 > r.usage2, `append adds to the session: ${r.usage5}`);
+  // The system text of the initial prompts is the operator's block, after the
+  // constitution's units (the worker lets no page speak as the system).
+  assert(r.block.operatorBlock && r.block.units.includes('hard-limits') && r.block.tokens <= r.block.budget, `the block: ${JSON.stringify(r.block)}`);
+  if (fresh) assert(r.plainBlock.operatorBlock === false, `without a system prompt or an operator.toml, no operator block: ${JSON.stringify(r.plainBlock)}`);
+  assert(r.seedA.length > 0 && r.seedA === r.seedB, `the same seed, the same reply: ${JSON.stringify([r.seedA, r.seedB])}`);
+  const e = r.errors;
+  assert(e.system === 'NotSupportedError' && e.image === 'NotSupportedError' && e.half === 'NotSupportedError', `NotSupportedError: ${JSON.stringify(e)}`);
+  assert(e.order === 'TypeError' && e.role === 'TypeError', `TypeError: ${JSON.stringify(e)}`);
+  assert(e.quota === 'QuotaExceededError', `QuotaExceededError: ${e.quota}`);
+  assert(/^TypeError: .*"hard-limits"/.test(r.refusal), `a refused layer names the unit: ${r.refusal}`);
+  if ('overflows' in r) assert(r.overflows === 1 && r.smallWindow === 1024 && r.smallUsage < 1024, `contextoverflow in a small window: ${json}`);
+  assert(r.destroyed === 'InvalidStateError', `a destroyed session refuses: ${r.destroyed}`);
+}
+
+test('the JS API: charter-api.js in the shape of the Prompt API', async ({ browser, server }) => {
+  server.state.pages['/api.html'] = '<!doctype html><meta charset="utf-8"><title>A page of the same origin</title>';
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', e => console.log(`  [page error] ${e.message}`));
+  await page.goto(`${server.url}api.html`);
+  checkApi(await apiCalls(page, 'module', true), { fresh: true });
+  await context.close();
+});
+
 async function hostSite(appUrl, operator) {
   const server = http.createServer((req, res) => {
     if (req.url.startsWith('/charter-operator.toml')) {
@@ -748,6 +865,9 @@ async function widget() {
     await reply.getByTestId('stop-reason').filter({ hasText: /\w/ }).waitFor({ timeout: READY });
     assert((await reply.locator('.body').textContent()).trim().length > 0, 'a reply in the widget');
     await shot(page, 'widget');
+    // The JS API through the widget's channel, in a worker of the frame's own.
+    checkApi(await apiCalls(page, 'widget', false), { fresh: false });
+    assert(await frame.getByTestId('message-assistant').count() === 1, "the API's sessions are not the panel's conversation");
     // The host's scripts cannot read the frame, and a message that is not the widget's
     // first answer changes nothing.
     const reach = await page.evaluate(() => {
@@ -788,6 +908,17 @@ async function widget() {
     const refused = other.frameLocator('iframe[title=Charter]').getByTestId('model-status').filter({ hasText: 'refused' });
     await refused.waitFor({ timeout: 60_000 });
     assert(/"emergency"/.test(await refused.textContent()), `the refusal names the unit: ${await refused.textContent()}`);
+    // The layer from a script instead of the tag: the running frame starts again under it.
+    const otherFrame = other.frameLocator('iframe[title=Charter]');
+    await other.evaluate(() => window.Charter.widget.configure({ operator: 'scope = "questions about cake"\n', persona: 'Bo' }));
+    await otherFrame.getByTestId('model-status').filter({ hasText: 'Ready' }).waitFor({ timeout: READY });
+    await otherFrame.getByTestId('operator').click();
+    assert(await otherFrame.getByTestId('operator-persona').inputValue() === 'Bo', 'the persona from configure()');
+    assert(await otherFrame.getByTestId('operator-scope').inputValue() === 'questions about cake', 'the scope from configure()');
+    await other.evaluate(() => window.Charter.widget.configure({ operator: { disable: ['hard-limits'] } }));
+    const refusedByScript = otherFrame.getByTestId('model-status').filter({ hasText: 'refused' });
+    await refusedByScript.waitFor({ timeout: 60_000 });
+    assert(/"hard-limits"/.test(await refusedByScript.textContent()), `a layer from a script is checked as one from the tag: ${await refusedByScript.textContent()}`);
 
     // Where the browser blocks third-party storage the panel says what still works.
     const blocked = await (await browser.newContext({ viewport: { width: 360, height: 740 } })).newPage();
@@ -921,13 +1052,13 @@ async function main() {
   const server = await startServer({ dist, model });
   for (const { name, fn } of tests) {
     // Each test starts from a server without faults; one that wants some sets them.
-    Object.assign(server.state, { faults: {}, operatorToml: null, operatorType: null });
+    Object.assign(server.state, { faults: {}, operatorToml: null, operatorType: null, pages: {} });
     await runOne(name, () => fn({ browser, server }));
   }
   await browser.close();
   await server.close();
   await runOne('the app installs under a sub-path, answers offline, is isolated by its service worker and updates when asked', offlineApp);
-  await runOne('the widget on another site: a chat in a panel host scripts and host CSS cannot reach, offline, keyboard, a refused layer', widget);
+  await runOne('the widget on another site: a chat in a panel host scripts and host CSS cannot reach, the JS API through its channel, offline, keyboard, a layer from the tag or a script', widget);
   await runOne('chat with WebGPU off (no adapter)', () => chatOnce(false));
   await runOne('chat with --enable-unsafe-webgpu: the CPU on its own, the GPU when Settings ask, the CPU again when the GPU is lost', () => chatOnce(true));
   console.log(`${failed ? 'FAILED' : 'passed'}: ${failed} failed, in ${((Date.now() - started) / 1000).toFixed(0)} s; screenshots in ${artifacts}`);

@@ -34,6 +34,7 @@ export async function startServer({ dist, model, base = '/', isolate = true }) {
     broken: new Set(),   // app files served damaged (a module that does not compile)
     dist,                // the folder the app is served from (a test may deploy another build)
     requests: [],        // the path of every request
+    pages: {},           // extra pages of the app's origin, by path under `base`: their HTML
   };
   const app = isolate ? ISOLATION : {};
   const server = http.createServer(async (req, res) => {
@@ -67,6 +68,10 @@ export async function startServer({ dist, model, base = '/', isolate = true }) {
         if (f.bytesPerSecond) await new Promise(r => setTimeout(r, (piece.length / f.bytesPerSecond) * 1000));
       }
       return res.end();
+    }
+    if (state.pages[local] != null) {
+      res.writeHead(200, { 'content-type': TYPES['.html'], 'cache-control': 'no-cache', ...app });
+      return res.end(state.pages[local]);
     }
     if (local === '/operator.toml' && state.operatorToml != null) {
       res.writeHead(200, { 'content-type': state.operatorType || 'application/toml', 'cache-control': 'no-cache', ...app });

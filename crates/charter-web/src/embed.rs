@@ -25,6 +25,11 @@ mod browser {
 
     use super::is_colour;
 
+    thread_local! {
+        /// Whether the widget's first answer came (every later one is ignored).
+        static ANSWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     /// How long the app waits for the widget's configuration before it starts without one
     /// (the page was framed by something other than the widget).
     const HELLO_MS: i32 = 10_000;
@@ -120,7 +125,11 @@ mod browser {
                 let from_parent = e.source().is_some_and(|s| JsValue::from(s) == JsValue::from(parent.clone()));
                 let data = e.data();
                 let kind = Reflect::get(&data, &"type".into()).ok().and_then(|t| t.as_string());
-                if from_parent && kind.as_deref() == Some("charter-widget-hello") {
+                if from_parent && kind.as_deref() == Some("charter-widget-hello") && !ANSWERED.with(|a| a.replace(true)) {
+                    // The port that came with it carries the host's JS API.
+                    if let Ok(port) = e.ports().get(0).dyn_into::<web_sys::MessagePort>() {
+                        crate::api_relay::serve(port);
+                    }
                     let _ = resolve.call1(&JsValue::NULL, &data);
                 }
             });

@@ -14,6 +14,8 @@ pub mod format;
 pub mod markdown;
 
 #[cfg(target_arch = "wasm32")]
+mod api_relay;
+#[cfg(target_arch = "wasm32")]
 mod app;
 #[cfg(target_arch = "wasm32")]
 mod client;

