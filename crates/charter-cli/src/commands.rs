@@ -34,13 +34,32 @@ macro_rules! outln {
     ($($arg:tt)*) => { out(&format!("{}\n", format_args!($($arg)*))) };
 }
 
+/// KV cache memory the CLI allows a model's window (`charter_core::window`): a machine
+/// that runs the CLI has room, but a window past the profile's is never taken.
+const CACHE_BUDGET_BYTES: u64 = 2 << 30;
+
 fn load(args: &ModelArgs) -> anyhow::Result<Model> {
+    load_with_window(args).map(|(model, _)| model)
+}
+
+/// The model, with its window chosen as the app chooses one, and why it is that long.
+fn load_with_window(args: &ModelArgs) -> anyhow::Result<(Model, String)> {
     let path = store::resolve(args.model.as_deref())?;
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut model = Model::load_owned(bytes, &LoadOptions { context_length: args.context, backend: args.backend })
+    let facts = Model::window_facts(&bytes).with_context(|| format!("loading {}", path.display()))?;
+    let window = charter_core::window::for_model(
+        &charter_core::constitution::Constitution::builtin()?,
+        facts.name.as_deref().unwrap_or(""),
+        &facts.architecture,
+        args.context,
+        facts.train_context,
+        facts.kv_bytes_per_token,
+        CACHE_BUDGET_BYTES,
+    );
+    let mut model = Model::load_owned(bytes, &LoadOptions { context_length: Some(window.tokens), backend: args.backend })
         .with_context(|| format!("loading {}", path.display()))?;
     model.template.set_now(unix_now());
-    Ok(model)
+    Ok((model, window.describe(facts.train_context, facts.kv_bytes_per_token)))
 }
 
 /// `charter bench`.
@@ -390,7 +409,7 @@ pub fn tokenize(args: &ModelArgs, special: bool, jsonl: Option<&Path>, text: Opt
 }
 
 pub fn inspect(args: &ModelArgs, as_json: bool) -> anyhow::Result<()> {
-    let model = load(args)?;
+    let (model, window) = load_with_window(args)?;
     let tok = &model.tokenizer;
     let named = |ids: &mut dyn Iterator<Item = u32>| -> Vec<serde_json::Value> {
         ids.map(|id| json!({ "id": id, "text": tok.token_display(id) })).collect()
@@ -404,6 +423,7 @@ pub fn inspect(args: &ModelArgs, as_json: bool) -> anyhow::Result<()> {
         "quantization": info.quantization,
         "train_context": info.train_context,
         "context_length": info.context_length,
+        "context_reason": window,
         "vocab_size": info.n_vocab,
         "layers": info.n_layers,
         "embedding_length": info.n_embd,
@@ -425,7 +445,7 @@ pub fn inspect(args: &ModelArgs, as_json: bool) -> anyhow::Result<()> {
     outln!("parameters:     {:.1}M", info.n_params as f64 / 1e6);
     let quant: Vec<String> = info.quantization.iter().map(|(k, v)| format!("{k}×{v}")).collect();
     outln!("tensors:        {}", quant.join(", "));
-    outln!("context:        {} trained, {} allocated", info.train_context, info.context_length);
+    outln!("context:        {} trained, {} allocated: {window}", info.train_context, info.context_length);
     outln!("vocabulary:     {} tokens", info.n_vocab);
     outln!("template:       {:?}", info.template_source);
     let show = |ids: &mut dyn Iterator<Item = u32>| -> String {

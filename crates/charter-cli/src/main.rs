@@ -23,7 +23,8 @@ struct ModelArgs {
     /// A GGUF file or a catalog model id (default: the catalog's default model, fetched if missing).
     #[arg(long)]
     model: Option<String>,
-    /// KV cache positions to allocate (default: the model's context, at most 4096).
+    /// KV cache positions to allocate (default: the model's trained context, capped by
+    /// Charter's profile for it and by the cache's memory, as in the app).
     #[arg(long)]
     context: Option<usize>,
     /// What runs the model: Charter's CPU kernels (`cpu`, the default), on one

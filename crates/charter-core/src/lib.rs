@@ -32,6 +32,7 @@ pub mod stop;
 pub mod template;
 pub mod utf8;
 pub mod vocab;
+pub mod window;
 
 pub use chat::{Message, Role};
 pub use generate::{

@@ -29,4 +29,4 @@ pub mod model;
 pub mod tokenizer;
 
 pub use charter_kernels::Isa;
-pub use model::{BackendChoice, LoadError, LoadOptions, Model, ModelDecoder, ModelInfo};
+pub use model::{BackendChoice, LoadError, LoadOptions, Model, ModelDecoder, ModelInfo, WindowFacts};

@@ -177,7 +177,8 @@ pub enum LoadError {
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// KV cache positions; by default the training context, at most 4096.
+    /// KV cache positions; by default the training context, at most 4096 (the app and
+    /// the CLI choose with `charter_core::window` and pass it here).
     pub context_length: Option<usize>,
     /// The backend.
     pub backend: BackendChoice,
@@ -293,6 +294,35 @@ impl Model {
         let gguf = header.attach(bytes)?;
         let decoder = ModelDecoder::Gpu(Decoder::load(crate::gpu::GpuBackend::on(gpu), &gguf, config, capacity)?);
         Ok(Model { info, tokenizer, template, policy, decoder })
+    }
+}
+
+/// What Charter needs to choose a model's window before it loads the model
+/// (`charter_core::window`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowFacts {
+    /// `general.name`, if present.
+    pub name: Option<String>,
+    /// `general.architecture`.
+    pub architecture: String,
+    /// The context the model was trained for.
+    pub train_context: usize,
+    /// Bytes of KV cache per position: keys and values in f16, every layer.
+    pub kv_bytes_per_token: u64,
+}
+
+impl Model {
+    /// Reads a GGUF's header only, for [`WindowFacts`].
+    pub fn window_facts(bytes: &[u8]) -> Result<WindowFacts, LoadError> {
+        let gguf = Gguf::parse(bytes)?;
+        // The vocabulary's size does not enter the window.
+        let config = DecoderConfig::from_gguf(&gguf, 0)?;
+        Ok(WindowFacts {
+            name: gguf.opt_str("general.name")?.map(str::to_owned),
+            architecture: config.architecture.name().to_owned(),
+            train_context: config.train_context,
+            kv_bytes_per_token: (config.n_layers * config.n_kv_heads * config.head_dim * 2 * 2) as u64,
+        })
     }
 }
 

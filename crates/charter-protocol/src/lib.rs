@@ -382,6 +382,9 @@ pub struct LoadedModel {
     pub architecture: String,
     /// KV positions.
     pub context_length: usize,
+    /// Why the window is that long, in a sentence (`charter_core::window`).
+    #[serde(default)]
+    pub context_reason: String,
     /// Whether the chat template is the file's own or Charter's built-in one.
     pub template_source: String,
     /// Tokens that end the assistant's turn.

@@ -61,6 +61,7 @@ fn loaded_model() -> LoadedModel {
         name: "M".into(),
         architecture: "llama".into(),
         context_length: 4096,
+        context_reason: "4,096 tokens, as asked (92 MB of cache)".into(),
         template_source: "file".into(),
         stop_tokens: vec![TokenText { id: 2, text: "<|im_end|>".into() }],
         masked_tokens: vec![TokenText { id: 1, text: "<|im_start|>".into() }],

@@ -140,7 +140,10 @@ fn Header(state: AppState) -> impl IntoView {
             <Show when=move || state.page_sealed.get() && state.worker_sealed.get().is_some()>
                 <span class="chip sealed" data-testid="egress-chip" title=move || format!("This page and its worker reach only {}: nothing in a reply can make the browser contact another site.", state.worker_sealed.get().unwrap_or_default())>"Off the network"</span>
             </Show>
-            <span class="chip meter" data-testid="context-meter" title="Tokens in the model's context window">
+            <span class="chip meter" data-testid="context-meter" title=move || match state.model.get() {
+                Some(m) if !m.context_reason.is_empty() => format!("Tokens in the model's context window: {}", m.context_reason),
+                _ => "Tokens in the model's context window".to_owned(),
+            }>
                 <meter min="0" max="1" value=meter_value></meter>
                 {meter}
             </span>
@@ -514,6 +517,7 @@ fn Settings(state: AppState) -> impl IntoView {
                     None => format!("Kernels: {kernels}."),
                 }
             }}</p>
+            <p data-testid="context-window">{move || state.model.get().map(|m| format!("Context window: {}.", m.context_reason)).unwrap_or_default()}</p>
             <button
                 data-testid="speed-test"
                 disabled=move || state.model.get().is_none() || state.speed.get() == SpeedTest::Running

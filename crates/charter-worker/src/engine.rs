@@ -66,6 +66,8 @@ pub struct Engine {
     pub system: (Composed, usize),
     /// Tokens kept free for the reply when older messages are dropped.
     pub reply_reserve: usize,
+    /// Why the window is as long as it is, for the user.
+    pub window_reason: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -81,15 +83,28 @@ impl Engine {
     ///
     /// With a GPU device the model goes onto it once the device's products agree with
     /// the CPU's on the model's own weights; if they do not, or the load fails there, the
-    /// model runs on the CPU and the second value says why.
+    /// model runs on the CPU and the second value says why. The window is chosen by
+    /// `charter_core::window`, its cache within `cache_budget_bytes`.
     pub async fn load(
         bytes: Vec<u8>,
         context_length: Option<usize>,
         layers: &Layers,
         gpu: Option<charter_gpu::Gpu>,
+        cache_budget_bytes: u64,
     ) -> Result<(Engine, Option<String>), WorkerError> {
-        let options = LoadOptions { context_length, ..LoadOptions::default() };
         let bad = |e: charter_engine::LoadError| WorkerError::new(ErrorKind::BadModel, format!("this file is not a model Charter can run: {e}"));
+        let facts = Model::window_facts(&bytes).map_err(bad)?;
+        let window = charter_core::window::for_model(
+            &builtin()?,
+            facts.name.as_deref().unwrap_or(""),
+            &facts.architecture,
+            context_length,
+            facts.train_context,
+            facts.kv_bytes_per_token,
+            cache_budget_bytes,
+        );
+        let window_reason = window.describe(facts.train_context, facts.kv_bytes_per_token);
+        let options = LoadOptions { context_length: Some(window.tokens), ..LoadOptions::default() };
         let mut fell_back = None;
         let mut on_gpu = None;
         if let Some(gpu) = gpu {
@@ -106,10 +121,10 @@ impl Engine {
             Some(model) => model,
             None => Model::load_owned(bytes, &options).map_err(bad)?,
         };
-        Ok((Engine::new(model, layers)?, fell_back))
+        Ok((Engine::new(model, layers, window_reason)?, fell_back))
     }
 
-    fn new(model: Model, layers: &Layers) -> Result<Engine, WorkerError> {
+    fn new(model: Model, layers: &Layers, window_reason: String) -> Result<Engine, WorkerError> {
         let Model { info, tokenizer, template, policy, decoder } = model;
         let constitution = builtin()?;
         let (_, profile) = constitution.profile_for(info.name.as_deref().unwrap_or(""), &info.architecture);
@@ -117,7 +132,7 @@ impl Engine {
         let budget = profile.system_cap.min(info.context_length / 4);
         let system = (compose_block(&constitution, &tokenizer, budget, layers)?, budget);
         let reply_reserve = profile.reply_reserve.min(info.context_length / 4);
-        Ok(Engine { info, tokenizer, template, policy, session: Session::new(decoder), system, reply_reserve })
+        Ok(Engine { info, tokenizer, template, policy, session: Session::new(decoder), system, reply_reserve, window_reason })
     }
 
     /// Composes the system block again under new layers; on failure the block in force
@@ -147,6 +162,7 @@ impl Engine {
             name: self.info.name.clone().unwrap_or_else(|| self.info.architecture.clone()),
             architecture: self.info.architecture.clone(),
             context_length: self.info.context_length,
+            context_reason: self.window_reason.clone(),
             template_source: format!("{:?}", self.info.template_source),
             stop_tokens: texts(&mut self.policy.stop_ids.iter().copied()),
             masked_tokens: texts(&mut self.policy.masked_ids.iter().copied()),

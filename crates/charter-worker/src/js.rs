@@ -60,6 +60,15 @@ pub fn is_quota_error(value: &JsValue) -> bool {
         .is_some_and(|n| n == "QuotaExceededError")
 }
 
+/// The most memory the KV cache may take on this device: 64 MiB per GiB the browser
+/// reports (`navigator.deviceMemory`, which it rounds and caps at 8, so at most 512 MiB),
+/// 4 GiB's worth where it reports nothing. A tab shares the machine with everything else.
+pub fn cache_budget_bytes() -> u64 {
+    let reported = number(&scope().navigator(), "deviceMemory").filter(|g| g.is_finite() && *g > 0.0);
+    let gib = reported.unwrap_or(4.0).clamp(0.25, 8.0);
+    (gib * 64.0 * 1024.0 * 1024.0) as u64
+}
+
 /// Reads a numeric property, if present.
 pub fn number(object: &JsValue, key: &str) -> Option<f64> {
     Reflect::get(object, &JsValue::from_str(key)).ok().and_then(|v| v.as_f64())

@@ -252,7 +252,7 @@ async fn load_inner(
         post(id, Event::Progress { phase: Phase::Compiling, done: 0, total: None });
         yield_now().await;
     }
-    let (mut engine, fell_back) = Engine::load(bytes, context_length, &layers, gpu).await?;
+    let (mut engine, fell_back) = Engine::load(bytes, context_length, &layers, gpu, crate::js::cache_budget_bytes()).await?;
     if let Some(why) = fell_back {
         backend::fall_back(&mut report, &why);
     }
@@ -478,7 +478,7 @@ async fn reload_on_cpu(state: &State, id: u64, layers: &Layers, reason: &str) ->
         return Err(WorkerError::new(ErrorKind::Internal, format!("{reason}, and the model cannot be read again")));
     };
     let bytes = read(&reload).await?;
-    let (mut cpu, _) = Engine::load(bytes, context_length, layers, None).await?;
+    let (mut cpu, _) = Engine::load(bytes, context_length, layers, None, crate::js::cache_budget_bytes()).await?;
     let state_model = state.state_model.borrow().clone();
     prepare(id, &mut cpu, state_model.as_ref(), false).await?;
     let mut report = state.shown_backend.borrow().clone().or_else(|| state.backend.borrow().clone());
