@@ -681,9 +681,9 @@ async function chatOnce(webgpu) {
 // that hides every element of its own and every iframe.
 // The JS API's calls, run inside a page: `where` is `module` (a page of the app's origin
 // importing charter-api.js) or `widget` (a host page, through window.Charter). Returns
-// what the assertions need; `full` adds the parts that reload the model (a small window).
-async function apiCalls(page, where, full) {
-  return page.evaluate(async ({ where, full }) => {
+// what the assertions need.
+async function apiCalls(page, where) {
+  return page.evaluate(async where => {
     const LM = where === 'module' ? (await import('./charter-api.js')).LanguageModel : window.Charter.LanguageModel;
     const name = async p => { try { await p; return 'resolved'; } catch (e) { return e.name; } };
     const read = async stream => {
@@ -741,17 +741,16 @@ async function apiCalls(page, where, full) {
     out.errors.half = await name(LM.create({ topK: 3 }));
     out.errors.quota = await name(s.prompt('word '.repeat(12000)));
     try { await LM.create({ operator: 'disable = ["hard-limits"]\n' }); out.refusal = 'accepted'; } catch (e) { out.refusal = `${e.name}: ${e.message}`; }
-    if (full) {
-      const small = await LM.create({ contextLength: 1024, maxTokens: 8 });
-      let overflows = 0;
-      small.oncontextoverflow = () => overflows++;
-      for (let i = 0; i < 5 && !overflows; i++) await small.prompt(`Remember item ${i}: ${'apple banana cherry '.repeat(60)}`);
-      Object.assign(out, { overflows, smallWindow: small.contextWindow, smallUsage: small.contextUsage });
-    }
+    // A window of 1,024 tokens overflows within a few long turns.
+    const small = await LM.create({ contextLength: 1024, maxTokens: 8 });
+    let overflows = 0;
+    small.oncontextoverflow = () => overflows++;
+    for (let i = 0; i < 5 && !overflows; i++) await small.prompt(`Remember item ${i}: ${'apple banana cherry '.repeat(60)}`);
+    Object.assign(out, { overflows, smallWindow: small.contextWindow, smallUsage: small.contextUsage });
     s.destroy();
     out.destroyed = await name(s.prompt('hi'));
     return out;
-  }, { where, full });
+  }, where);
 }
 
 function checkApi(r, { fresh }) {
@@ -782,7 +781,7 @@ function checkApi(r, { fresh }) {
   assert(e.order === 'TypeError' && e.role === 'TypeError', `TypeError: ${JSON.stringify(e)}`);
   assert(e.quota === 'QuotaExceededError', `QuotaExceededError: ${e.quota}`);
   assert(/^TypeError: .*"hard-limits"/.test(r.refusal), `a refused layer names the unit: ${r.refusal}`);
-  if ('overflows' in r) assert(r.overflows === 1 && r.smallWindow === 1024 && r.smallUsage < 1024, `contextoverflow in a small window: ${json}`);
+  assert(r.overflows === 1 && r.smallWindow === 1024 && r.smallUsage < 1024, `contextoverflow in a small window: ${json}`);
   assert(r.destroyed === 'InvalidStateError', `a destroyed session refuses: ${r.destroyed}`);
 }
 
@@ -792,7 +791,7 @@ test('the JS API: charter-api.js in the shape of the Prompt API', async ({ brows
   const page = await context.newPage();
   page.on('pageerror', e => console.log(`  [page error] ${e.message}`));
   await page.goto(`${server.url}api.html`);
-  checkApi(await apiCalls(page, 'module', true), { fresh: true });
+  checkApi(await apiCalls(page, 'module'), { fresh: true });
   await context.close();
 });
 
@@ -870,7 +869,7 @@ async function widget() {
     assert((await reply.locator('.body').textContent()).trim().length > 0, 'a reply in the widget');
     await shot(page, 'widget');
     // The JS API through the widget's channel, in a worker of the frame's own.
-    checkApi(await apiCalls(page, 'widget', false), { fresh: false });
+    checkApi(await apiCalls(page, 'widget'), { fresh: false });
     assert(await frame.getByTestId('message-assistant').count() === 1, "the API's sessions are not the panel's conversation");
     // The host's scripts cannot read the frame, and a message that is not the widget's
     // first answer changes nothing.
