@@ -123,6 +123,15 @@ export declare class LanguageModel extends EventTarget {
   readonly temperature: number;
   /** Charter: why the last reply ended; null before the first. */
   readonly lastStopReason: StopReason | null;
+  /**
+   * Charter: the last reply's counts and timings; null before the first. `reusedTokens` of
+   * the prompt were found in the model's cache, `shiftedTokens` of them kept by a context
+   * shift (older messages left the window and the rest moved down instead of being read again).
+   */
+  readonly lastStats: {
+    promptTokens: number; reusedTokens: number; shiftedTokens: number; prefillTokens: number;
+    prefillSeconds: number; decodeTokens: number; decodeSeconds: number; firstTokenSeconds: number;
+  } | null;
   /** Charter: what runs the model, as `cpu (wasm-relaxed-simd)`. */
   readonly engine: string;
   /** Charter: the system block the session runs under: the constitution's units in order, then the operator's block. */

@@ -270,6 +270,20 @@ function charterLanguageModel({ base, connect, defaultOperator }) {
     }
   }
 
+  /** A reply's stats from the worker, in the API's spelling. */
+  function statsOf(s = {}) {
+    return Object.freeze({
+      promptTokens: s.prompt_tokens ?? 0,
+      reusedTokens: s.reused_tokens ?? 0,
+      shiftedTokens: s.shifted_tokens ?? 0,
+      prefillTokens: s.prefill_tokens ?? 0,
+      prefillSeconds: s.prefill_seconds ?? 0,
+      decodeTokens: s.decode_tokens ?? 0,
+      decodeSeconds: s.decode_seconds ?? 0,
+      firstTokenSeconds: s.first_token_seconds ?? 0,
+    });
+  }
+
   function samplingOf(options) {
     const temperature = options.temperature === undefined ? DEFAULTS.temperature
       : Math.min(Math.max(Number(options.temperature) || 0, 0), DEFAULTS.maxTemperature);
@@ -304,7 +318,7 @@ function charterLanguageModel({ base, connect, defaultOperator }) {
   }
 
   class LanguageModel extends EventTarget {
-    #spec; #options; #layers; #history; #usage = 0; #window = 0; #destroyed = false; #stop = null;
+    #spec; #options; #layers; #history; #usage = 0; #window = 0; #destroyed = false; #stop = null; #stats = null;
     #ending = new AbortController();
     #engine = '';
     #block = null;
@@ -381,6 +395,12 @@ function charterLanguageModel({ base, connect, defaultOperator }) {
     get temperature() { return samplingOf(this.#options).temperature; }
     /** Charter: why the last reply ended (`end_of_turn`, `stop_string`, `length`, `cancelled`, `context_full`). */
     get lastStopReason() { return this.#stop; }
+    /**
+     * Charter: the last reply's counts and timings: prompt tokens, how many were found in the
+     * cache (`reusedTokens`; `shiftedTokens` of them kept by a context shift after older
+     * messages left the window), how many were read, and the seconds to the first token.
+     */
+    get lastStats() { return this.#stats; }
     /** Charter: what runs the model (`cpu (wasm-relaxed-simd)`, `webgpu (…)`). */
     get engine() { return this.#engine; }
     /** Charter: the system block this session runs under: the constitution's units, then the operator's block. */
@@ -446,6 +466,7 @@ function charterLanguageModel({ base, connect, defaultOperator }) {
         // An aborted prompt leaves the session as it was: neither it nor its reply stays.
         if (signal?.aborted || ending.aborted) stop();
         this.#stop = reply.stop_reason;
+        this.#stats = statsOf(reply.stats);
         this.#history = [...messages.slice(dropped), { role: 'assistant', content: reply.text }];
         this.#usage = reply.context_used;
         if (dropped > 0) this.#overflowed();

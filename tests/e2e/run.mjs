@@ -795,6 +795,58 @@ test('the JS API: charter-api.js in the shape of the Prompt API', async ({ brows
   await context.close();
 });
 
+// A conversation longer than its window, through the JS API: when the oldest messages
+// leave the window, the rest of the history moves down in the model's cache (a context
+// shift) instead of being read again, the drop goes down to half the room so the next
+// turns reuse the cache as it stands, and replies keep coming. Timings are printed for
+// the record (the bench owns speed); the counts are asserted.
+test('a conversation longer than its window shifts the cache instead of reading it again', async ({ browser, server }) => {
+  server.state.pages['/long.html'] = '<!doctype html><meta charset="utf-8"><title>A long conversation</title>';
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', e => console.log(`  [page error] ${e.message}`));
+  await page.goto(`${server.url}long.html`);
+  const turns = await page.evaluate(async () => {
+    const { LanguageModel } = await import('./charter-api.js');
+    const s = await LanguageModel.create({ contextLength: 2048, maxTokens: 4 });
+    let overflows = 0;
+    s.addEventListener('contextoverflow', () => overflows++);
+    const topics = ['rivers', 'bread', 'bridges', 'owls', 'clocks', 'tides', 'maps', 'bees', 'kites', 'salt', 'glass', 'ferns', 'wool', 'moths'];
+    const out = [];
+    for (const [i, topic] of topics.entries()) {
+      const before = overflows;
+      const t0 = performance.now();
+      const reply = await s.prompt(`Note ${i} is about ${topic}. ` + `Here is a line about ${topic}, number ${i}, to keep in mind. `.repeat(8));
+      out.push({ i, ms: performance.now() - t0, overflow: overflows > before, reply, usage: s.contextUsage, ...s.lastStats });
+    }
+    return out;
+  });
+  for (const t of turns) {
+    console.log(`  turn ${t.i}: ${t.ms.toFixed(0)} ms, first token ${t.firstTokenSeconds.toFixed(2)} s; prompt ${t.promptTokens}, read ${t.prefillTokens}, reused ${t.reusedTokens} (${t.shiftedTokens} shifted)${t.overflow ? ', overflow' : ''}; usage ${t.usage}`);
+  }
+  const overflowed = turns.filter(t => t.overflow);
+  assert(overflowed.length >= 2, `several overflows in ${turns.length} turns: ${overflowed.map(t => t.i)}`);
+  assert(!turns[0].overflow && !turns[1].overflow, 'the first turns fit');
+  const normal = turns.slice(1).filter(t => !t.overflow).map(t => t.prefillTokens).sort((a, b) => a - b);
+  const typical = normal[Math.floor(normal.length / 2)];
+  for (const t of overflowed) {
+    assert(t.shiftedTokens > 100, `turn ${t.i}: the kept history is shifted, not read: ${JSON.stringify(t)}`);
+    assert(t.prefillTokens <= typical + 16, `turn ${t.i} reads ${t.prefillTokens} tokens, a normal turn ${typical}`);
+  }
+  for (const t of turns.slice(1)) {
+    if (!t.overflow) assert(t.shiftedTokens === 0 && t.prefillTokens <= typical + 16, `turn ${t.i} after an overflow reuses the cache as it stands: ${JSON.stringify(t)}`);
+    assert(t.reply.trim().length > 0, `turn ${t.i} has a reply`);
+  }
+  // The drop goes down to half the room: not an overflow on every turn after the first.
+  const gaps = overflowed.slice(1).map((t, k) => t.i - overflowed[k].i);
+  assert(gaps.every(g => g >= 2), `overflows at turns ${overflowed.map(t => t.i)}`);
+  const ttft = t => t.firstTokenSeconds;
+  const normalTtft = turns.slice(1).filter(t => !t.overflow).map(ttft).sort((a, b) => a - b);
+  const median = normalTtft[Math.floor(normalTtft.length / 2)];
+  console.log(`  first token: normal turns ${median.toFixed(2)} s (median), overflow turns ${overflowed.map(t => ttft(t).toFixed(2)).join(', ')} s: ${overflowed.map(t => (ttft(t) / median).toFixed(2)).join(', ')}×`);
+  await context.close();
+});
+
 async function hostSite(appUrl, operator) {
   const server = http.createServer((req, res) => {
     if (req.url.startsWith('/charter-operator.toml')) {

@@ -241,6 +241,7 @@ fn reply_json(prompt_ids: &[u32], reply: &Reply, raw: bool) -> serde_json::Value
         "raw": raw,
         "prompt_tokens": reply.stats.prompt_tokens,
         "reused_tokens": reply.stats.reused_tokens,
+        "shifted_tokens": reply.stats.shifted_tokens,
         "prefill_tokens": reply.stats.prefill_tokens,
         "prefill_tokens_per_s": reply.stats.prefill_tokens_per_s(),
         "decode_tokens_per_s": reply.stats.decode_tokens_per_s(),
@@ -250,12 +251,16 @@ fn reply_json(prompt_ids: &[u32], reply: &Reply, raw: bool) -> serde_json::Value
 
 fn footer(reply: &Reply) -> String {
     format!(
-        "{}; {} tokens, {:.1} tok/s; prompt {} tokens ({} reused), {:.1} tok/s",
+        "{}; {} tokens, {:.1} tok/s; prompt {} tokens ({} reused{}), {:.1} tok/s",
         reply.stop_reason.as_str(),
         reply.ids.len(),
         reply.stats.decode_tokens_per_s(),
         reply.stats.prompt_tokens,
         reply.stats.reused_tokens,
+        match reply.stats.shifted_tokens {
+            0 => String::new(),
+            n => format!(", {n} of them moved down by a context shift"),
+        },
         reply.stats.prefill_tokens_per_s(),
     )
 }
@@ -286,6 +291,13 @@ pub fn chat(args: &ModelArgs, sampling: &SamplingArgs, layers: Option<&LayerArgs
         }
     })
     .context("installing the Ctrl-C handler")?;
+    // What every conversation starts with, counted as the worker counts it: a cache
+    // that shares only this holds no conversation to continue.
+    let opening = |text: &str| {
+        let m: Vec<Message> = system.iter().cloned().chain([Message::user(text)]).collect();
+        build_prompt(&model.template, &model.tokenizer, &m, true).map(|p| p.ids).unwrap_or_default()
+    };
+    let shared = opening("a").iter().zip(&opening("b")).take_while(|(a, b)| a == b).count();
     let mut session = Session::new(model.decoder);
     let mut messages: Vec<Message> = Vec::new();
     let stdin = std::io::stdin();
@@ -312,9 +324,14 @@ pub fn chat(args: &ModelArgs, sampling: &SamplingArgs, layers: Option<&LayerArgs
         // The conversation as the model sees it: the system block, then as many of the
         // latest exchanges as leave room for a reply.
         let mut view: Vec<Message> = system.iter().cloned().chain(messages.iter().cloned()).collect();
-        let capacity = model.info.context_length;
-        let dropped = charter_core::history::trim_to_fit(&mut view, |m| {
-            build_prompt(&model.template, &model.tokenizer, m, true).is_ok_and(|p| p.ids.len() + reserve < capacity)
+        let window = charter_core::history::Window {
+            capacity: model.info.context_length,
+            reserve,
+            cached: session.cached_tokens(),
+            shared,
+        };
+        let dropped = charter_core::history::fit_to_window(&mut view, &window, |m| {
+            build_prompt(&model.template, &model.tokenizer, m, true).map(|p| p.ids)
         });
         if dropped > 0 {
             eprintln!("(the {dropped} oldest messages are out of the model's view)");

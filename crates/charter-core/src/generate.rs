@@ -32,6 +32,16 @@ pub trait LanguageModel {
     /// Forgets every position from `len` on.
     fn truncate(&mut self, len: usize);
 
+    /// A context shift: forgets positions `from..to` and moves the filled positions
+    /// after them down to `from..`, as if those tokens had been read there (a model
+    /// with rotary embeddings turns their keys back by the distance). On failure the
+    /// first `from` positions must stay as they were; the caller then reads the rest
+    /// again. The default cannot shift.
+    fn remove(&mut self, from: usize, to: usize) -> Result<(), ModelError> {
+        let _ = (from, to);
+        Err("this model cannot shift its cache".into())
+    }
+
     /// Appends `tokens` at position [`LanguageModel::n_cached`] and returns the logits
     /// that follow the last of them.
     fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError>;
@@ -168,6 +178,10 @@ pub struct GenerationStats {
     pub prompt_tokens: usize,
     /// Prompt tokens found already in the KV cache.
     pub reused_tokens: usize,
+    /// Of those, the tokens a context shift kept: they followed messages that left the
+    /// window, and moved down instead of being read again.
+    #[serde(default)]
+    pub shifted_tokens: usize,
     /// Prompt tokens run through the model.
     pub prefill_tokens: usize,
     /// Seconds spent on them.
@@ -277,11 +291,10 @@ impl<M: LanguageModel> Session<M> {
             return Ok(());
         }
         self.check_prompt(tokens)?;
-        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        let (common, _) = self.reuse(tokens, false);
         if common == tokens.len() {
             return Ok(());
         }
-        self.rewind(common);
         self.model.forward(&tokens[common..]).map_err(GenerateError::Model)?;
         self.cached.extend_from_slice(&tokens[common..]);
         Ok(())
@@ -293,11 +306,10 @@ impl<M: LanguageModel> Session<M> {
             return Ok(());
         }
         self.check_prompt(tokens)?;
-        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        let (common, _) = self.reuse(tokens, false);
         if common == tokens.len() {
             return Ok(());
         }
-        self.rewind(common);
         let mut logits = Vec::new();
         self.model.forward_into_async(&tokens[common..], &mut logits).await.map_err(GenerateError::Model)?;
         self.cached.extend_from_slice(&tokens[common..]);
@@ -387,7 +399,7 @@ impl<M: LanguageModel> Session<M> {
     pub fn score(&mut self, prompt: &[u32], ids: &[u32]) -> Result<Vec<Vec<f32>>, GenerateError> {
         let all: Vec<u32> = prompt.iter().chain(ids).copied().collect();
         self.check_prompt(&all)?;
-        let common = self.prepare(prompt);
+        let (common, _) = self.prepare(prompt);
         let mut rows = vec![self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?];
         self.cached.extend_from_slice(&prompt[common..]);
         if ids.len() > 1 {
@@ -413,15 +425,36 @@ impl<M: LanguageModel> Session<M> {
         Ok(())
     }
 
-    /// Truncates the cache to the longest prefix it shares with `prompt`, keeping at
-    /// least one prompt token to run so there are logits to sample from.
-    fn prepare(&mut self, prompt: &[u32]) -> usize {
-        let mut common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        if common == prompt.len() {
+    /// Keeps what the cache holds of `prompt` ([`Session::reuse`]), leaving at least
+    /// one prompt token to run so there are logits to sample from. Returns how many
+    /// prompt tokens are cached, and how many of them a shift kept.
+    fn prepare(&mut self, prompt: &[u32]) -> (usize, usize) {
+        self.reuse(prompt, true)
+    }
+
+    /// Keeps the longest part of the cache that `prompt` reuses (see
+    /// [`crate::reuse::plan`]): the common prefix, and, where the prompt left out a span
+    /// the cache holds (the oldest messages, gone from the window), the tokens after it,
+    /// moved down by a context shift. Where the model cannot shift, only the prefix is
+    /// kept. Returns the prompt tokens cached and how many of them the shift kept.
+    pub fn reuse(&mut self, prompt: &[u32], leave_one: bool) -> (usize, usize) {
+        let plan = crate::reuse::plan(&self.cached, prompt);
+        let mut common = plan.prefix;
+        let mut shifted = 0;
+        if plan.removed > 0 {
+            let (from, to) = (plan.prefix, plan.prefix + plan.removed);
+            if self.model.remove(from, to).is_ok() {
+                self.cached.drain(from..to);
+                common = plan.kept();
+                shifted = plan.shifted;
+            }
+        }
+        if leave_one && common == prompt.len() && common > 0 {
             common -= 1;
+            shifted = shifted.saturating_sub(1);
         }
         self.rewind(common);
-        common
+        (common, shifted)
     }
 
     /// Generates the assistant's reply to `prompt`.
@@ -454,9 +487,9 @@ impl<M: LanguageModel> Session<M> {
     ) -> Result<Generation<'a, M>, GenerateError> {
         self.check_prompt(prompt)?;
         let start = hooks.now();
-        let common = self.prepare(prompt);
-        let logits = self.model.forward(&prompt[common..]).map_err(GenerateError::Model)?;
-        let mut generation = self.begin(prompt, common, logits, start, vocab, policy, options);
+        let reuse = self.prepare(prompt);
+        let logits = self.model.forward(&prompt[reuse.0..]).map_err(GenerateError::Model)?;
+        let mut generation = self.begin(prompt, reuse, logits, start, vocab, policy, options);
         generation.prefilled(hooks);
         Ok(generation)
     }
@@ -472,20 +505,21 @@ impl<M: LanguageModel> Session<M> {
     ) -> Result<Generation<'a, M>, GenerateError> {
         self.check_prompt(prompt)?;
         let start = hooks.now();
-        let common = self.prepare(prompt);
-        let mut generation = self.begin(prompt, common, Vec::new(), start, vocab, policy, options);
-        generation.read_async(&prompt[common..]).await?;
+        let reuse = self.prepare(prompt);
+        let mut generation = self.begin(prompt, reuse, Vec::new(), start, vocab, policy, options);
+        generation.read_async(&prompt[reuse.0..]).await?;
         generation.prefilled(hooks);
         Ok(generation)
     }
 
-    /// The reply's state, with the prompt's uncached tail (from `common`) to be read or,
+    /// The reply's state, with the prompt's uncached tail (from `reuse.0`; `reuse.1` of
+    /// the cached ones kept by a shift) to be read or,
     /// when `logits` holds a row, read already.
     #[allow(clippy::too_many_arguments)]
     fn begin<'a>(
         &'a mut self,
         prompt: &[u32],
-        common: usize,
+        (common, shifted): (usize, usize),
         logits: Vec<f32>,
         start: f64,
         vocab: &'a dyn Vocabulary,
@@ -512,6 +546,7 @@ impl<M: LanguageModel> Session<M> {
             history: prompt.to_vec(),
             prompt_len: prompt.len(),
             common,
+            shifted,
             logits,
             candidates: Vec::new(),
             shortlisted: false,
@@ -549,6 +584,7 @@ pub struct Generation<'a, M> {
     history: Vec<u32>,
     prompt_len: usize,
     common: usize,
+    shifted: usize,
     /// The next token's logits, or (when `shortlisted`) only its candidates.
     logits: Vec<f32>,
     candidates: Vec<Candidate>,
@@ -710,6 +746,7 @@ impl<M: LanguageModel> Generation<'_, M> {
         let stats = GenerationStats {
             prompt_tokens: self.prompt_len,
             reused_tokens: self.common,
+            shifted_tokens: self.shifted,
             prefill_tokens: self.prompt_len - self.common,
             prefill_seconds: self.prefill_end - self.start,
             decode_tokens: self.ids.len(),

@@ -27,6 +27,7 @@ pub mod generate;
 pub mod history;
 pub mod policy;
 pub mod prompt;
+pub mod reuse;
 pub mod sampling;
 pub mod stop;
 pub mod template;

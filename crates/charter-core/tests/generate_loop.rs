@@ -500,3 +500,84 @@ fn the_speed_test_awaits_a_model_that_answers_later_and_counts_its_launches() {
     let result = session.measure(&plan, &mut now).unwrap();
     assert_eq!((result.decode_tokens, result.dispatches_per_token), (5, None));
 }
+
+/// Keeps the tokens it was fed as its "cache" and ends every reply at once; shifts
+/// when `shifts` is set.
+struct Tape {
+    tokens: Vec<u32>,
+    fed: usize,
+    shifts: bool,
+    removed: Vec<(usize, usize)>,
+}
+
+impl LanguageModel for Tape {
+    fn n_vocab(&self) -> usize {
+        N_VOCAB
+    }
+    fn capacity(&self) -> usize {
+        4096
+    }
+    fn n_cached(&self) -> usize {
+        self.tokens.len()
+    }
+    fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+    }
+    fn remove(&mut self, from: usize, to: usize) -> Result<(), ModelError> {
+        if !self.shifts {
+            return Err("no shift here".into());
+        }
+        self.removed.push((from, to));
+        self.tokens.drain(from..to);
+        Ok(())
+    }
+    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        self.tokens.extend_from_slice(tokens);
+        self.fed += tokens.len();
+        let mut logits = vec![0.0; N_VOCAB];
+        logits[EOT as usize] = 10.0;
+        Ok(logits)
+    }
+}
+
+#[test]
+fn a_prompt_without_its_oldest_messages_shifts_the_cache_instead_of_reading_it_again() {
+    let system = bytes("<system block>");
+    let old = bytes(&"an old exchange that leaves the window. ".repeat(3));
+    let kept = bytes(&"the exchanges that stay in view, long enough to keep. ".repeat(2));
+    let first = [system.clone(), old.clone(), kept.clone()].concat();
+    let next = [system.clone(), kept.clone(), bytes("new question?")].concat();
+    for shifts in [true, false] {
+        let mut session = Session::new(Tape { tokens: Vec::new(), fed: 0, shifts, removed: Vec::new() });
+        session.generate(&first, &ByteVocab, &policy(&[]), &options(4, false), &mut Record::default()).unwrap();
+        let before = session.model().fed;
+        let reply = session.generate(&next, &ByteVocab, &policy(&[]), &options(4, false), &mut Record::default()).unwrap();
+        let read = session.model().fed - before;
+        assert_eq!(session.cached_tokens(), &next[..], "the session's record and the model's cache agree");
+        assert_eq!(session.model().tokens, next);
+        if shifts {
+            assert_eq!(session.model().removed, vec![(system.len(), system.len() + old.len())]);
+            assert_eq!(read, bytes("new question?").len(), "only the new message is read");
+            assert_eq!(reply.stats.shifted_tokens, kept.len());
+            assert_eq!(reply.stats.reused_tokens, system.len() + kept.len());
+        } else {
+            assert_eq!(read, kept.len() + bytes("new question?").len(), "without a shift the kept messages are read again");
+            assert_eq!((reply.stats.shifted_tokens, reply.stats.reused_tokens), (0, system.len()));
+        }
+    }
+}
+
+#[test]
+fn a_shift_that_covers_the_whole_prompt_still_leaves_a_token_to_read() {
+    let system = bytes("<sys>");
+    let kept = bytes(&"kept text that the next prompt repeats exactly. ".repeat(2));
+    let first = [system.clone(), bytes("dropped message"), kept.clone()].concat();
+    let next = [system.clone(), kept.clone()].concat();
+    let mut session = Session::new(Tape { tokens: Vec::new(), fed: 0, shifts: true, removed: Vec::new() });
+    session.prefill(&first).unwrap();
+    let before = session.model().fed;
+    let reply = session.generate(&next, &ByteVocab, &policy(&[]), &options(4, false), &mut Record::default()).unwrap();
+    assert_eq!(session.model().fed - before, 1, "the last prompt token is read for its logits");
+    assert_eq!(reply.stats.shifted_tokens, kept.len() - 1);
+    assert_eq!(session.model().tokens, next);
+}

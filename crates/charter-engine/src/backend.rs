@@ -97,6 +97,73 @@ impl CacheData {
     }
 }
 
+/// A context shift of one layer's cache: positions `from..to` of its first `len` leave,
+/// the positions after them move down by `to - from`, and each moved key is turned back
+/// by as many positions. Rotary embeddings are rotations, so a key rotated for position
+/// `p` and then by `-(to - from)` is the key for `p - (to - from)`: the kept tokens keep
+/// their relative distances and need not be read again.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheShift<'a> {
+    /// Positions filled before the shift.
+    pub len: usize,
+    /// The first position removed.
+    pub from: usize,
+    /// The first position kept after the removed ones.
+    pub to: usize,
+    /// Key/value heads.
+    pub heads: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// How the layer's rotary embeddings pair dimensions.
+    pub style: RopeStyle,
+    /// Per frequency of the layer's rotary table, the cosine of the angle of
+    /// `to - from` positions, and the negated sine (a rotation backwards).
+    pub cos: &'a [f32],
+    /// See [`CacheShift::cos`].
+    pub sin: &'a [f32],
+}
+
+impl CacheShift<'_> {
+    /// Positions filled after the shift.
+    pub fn new_len(&self) -> usize {
+        self.len - (self.to - self.from)
+    }
+
+    /// Turns one head's key back by the distance it moves.
+    pub fn turn(&self, key: &mut [f32]) {
+        match self.style {
+            RopeStyle::Interleaved => charter_kernels::ops::rope_interleaved(key, self.head_dim, self.cos, self.sin),
+            RopeStyle::Halves => charter_kernels::ops::rope_halves(key, self.head_dim, self.cos, self.sin),
+        }
+    }
+}
+
+/// [`Backend::shift_cache`] through [`Backend::read_cache`] and
+/// [`Backend::write_cache`]: the default, for a backend without a kernel of its own.
+pub fn shift_through_host<B: Backend + ?Sized>(b: &B, cache: &mut B::Cache, shift: &CacheShift<'_>) -> Result<(), BackendError> {
+    let CacheShift { len, from, to, heads, head_dim, .. } = *shift;
+    if !(from <= to && to <= len) {
+        return Err(BackendError::Shape(format!("removing positions {from}..{to} of {len}")));
+    }
+    let mut bits = match b.read_cache(cache, len)? {
+        CacheData::F16(bits) => bits,
+        CacheData::F32(values) => values.iter().map(|&x| charter_kernels::half::f32_to_f16(x)).collect(),
+    };
+    let per = heads * len * head_dim;
+    if bits.len() != 2 * per {
+        return Err(BackendError::Shape(format!("{} cached values for {len} positions of {heads}×{head_dim}", bits.len())));
+    }
+    let (k, v) = bits.split_at_mut(per);
+    let n = charter_kernels::attention::remove_positions(k, v, heads, len, head_dim, len, from, to, &mut |key| shift.turn(key));
+    let mut out = Vec::with_capacity(2 * heads * n * head_dim);
+    for half in [&*k, &*v] {
+        for h in 0..heads {
+            out.extend_from_slice(&half[h * len * head_dim..][..n * head_dim]);
+        }
+    }
+    b.write_cache(cache, &CacheData::F16(out), n)
+}
+
 /// A layer's q, k and v projections on their way into attention: per-head norms of q
 /// and k where the architecture has them (Qwen3, Gemma 3), then rotary embeddings of
 /// both at positions `start..`.
@@ -275,6 +342,12 @@ pub trait Backend {
     /// Writes `data`, laid out as [`Backend::read_cache`] returns it, into the first
     /// `len` positions of a cache; data of another precision is converted.
     fn write_cache(&self, cache: &mut Self::Cache, data: &CacheData, len: usize) -> Result<(), BackendError>;
+    /// Applies a context shift to one layer's cache ([`CacheShift`]). By default through
+    /// the host ([`shift_through_host`]), which a device whose reads cannot block does
+    /// not support: the caller then reads the kept tokens again.
+    fn shift_cache(&self, cache: &mut Self::Cache, shift: &CacheShift<'_>) -> Result<(), BackendError> {
+        shift_through_host(self, cache, shift)
+    }
     /// Rows `from..` of `x`.
     fn rows_from(&self, x: &Self::Tensor, from: usize) -> Result<Self::Tensor, BackendError>;
     /// Reads a tensor back as row-major `f32`.

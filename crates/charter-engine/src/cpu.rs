@@ -17,7 +17,7 @@ use charter_kernels::half::f32_to_f16;
 use charter_kernels::dot::tile_in_place;
 use charter_kernels::{Isa, Matrix, Q8Rows, matmul_f, matmul_q, ops};
 
-use crate::backend::{Activation, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData};
+use crate::backend::{Activation, AttentionParams, Backend, BackendError, CacheData, CacheShift, RopeStyle, WeightData};
 use crate::gguf::GgufHeader;
 
 /// Rearranges every matrix of a legacy 32-value format in the model's buffer into
@@ -374,6 +374,15 @@ impl Backend for CpuBackend {
             CacheData::F16(bits) => cache.write_raw(len, bits),
             CacheData::F32(values) => cache.write_raw(len, &values.iter().map(|&x| f32_to_f16(x)).collect::<Vec<_>>()),
         }
+        Ok(())
+    }
+
+    fn shift_cache(&self, cache: &mut KvCache, shift: &CacheShift<'_>) -> Result<(), BackendError> {
+        let CacheShift { len, from, to, heads, head_dim, .. } = *shift;
+        if !(from <= to && to <= len && len <= cache.capacity()) || (heads, head_dim) != (cache.heads(), cache.head_dim()) {
+            return Err(BackendError::Shape(format!("removing positions {from}..{to} of {len} from a cache of {}", cache.capacity())));
+        }
+        cache.remove(len, from, to, &mut |key| shift.turn(key));
         Ok(())
     }
 

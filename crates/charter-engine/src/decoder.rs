@@ -17,7 +17,7 @@
 use charter_core::{Candidate, Shortlist};
 
 use crate::architecture::DecoderConfig;
-use crate::backend::{AttentionInput, AttentionParams, Backend, BackendError, CacheData, WeightData};
+use crate::backend::{AttentionInput, AttentionParams, Backend, BackendError, CacheData, CacheShift, WeightData};
 use crate::gguf::{Format, Gguf};
 
 /// Tokens per prefill chunk.
@@ -117,6 +117,8 @@ pub struct Decoder<B: Backend> {
     output_norm: B::Vector,
     layers: Vec<Layer<B>>,
     ropes: Vec<B::Rope>,
+    /// Each rotary table's inverse frequencies, for turning keys in a context shift.
+    inv_freqs: Vec<Vec<f32>>,
     capacity: usize,
     n_cached: usize,
     /// Where [`Backend::matmul_each`] puts a layer's products, kept from step to step.
@@ -179,10 +181,11 @@ impl<B: Backend> Decoder<B> {
         } else {
             None
         };
-        let mut ropes = vec![backend.rope_table(&c.inv_freq(c.rope_base, rope_factors.as_deref()), capacity)?];
+        let mut inv_freqs = vec![c.inv_freq(c.rope_base, rope_factors.as_deref())];
         if let Some(local) = c.rope_base_local {
-            ropes.push(backend.rope_table(&c.inv_freq(local, rope_factors.as_deref()), capacity)?);
+            inv_freqs.push(c.inv_freq(local, rope_factors.as_deref()));
         }
+        let ropes = inv_freqs.iter().map(|f| backend.rope_table(f, capacity)).collect::<Result<Vec<_>, _>>()?;
 
         let mut layers = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
@@ -228,6 +231,7 @@ impl<B: Backend> Decoder<B> {
             output_norm,
             layers,
             ropes,
+            inv_freqs,
             capacity,
             n_cached: 0,
             products: Vec::with_capacity(3),
@@ -252,6 +256,38 @@ impl<B: Backend> Decoder<B> {
     /// Forgets positions from `len` on.
     pub fn truncate(&mut self, len: usize) {
         self.n_cached = self.n_cached.min(len);
+    }
+
+    /// A context shift: forgets positions `from..to` and moves the filled positions
+    /// after them down by `to - from`, turning their keys back as many positions (see
+    /// [`CacheShift`]), so the tokens after the removed ones stay cached. On failure
+    /// the cache keeps its first `from` positions, which a shift never touches.
+    pub fn shift(&mut self, from: usize, to: usize) -> Result<(), DecoderError> {
+        let len = self.n_cached;
+        if !(from <= to && to <= len) {
+            return Err(DecoderError::State(format!("cannot remove positions {from}..{to} of {len}")));
+        }
+        if from == to {
+            return Ok(());
+        }
+        let distance = (to - from) as f64;
+        // As the rotary tables are made: angles in f64, so every platform rounds alike.
+        let turns: Vec<(Vec<f32>, Vec<f32>)> = self
+            .inv_freqs
+            .iter()
+            .map(|freqs| freqs.iter().map(|&f| ((distance * f64::from(f)).cos() as f32, -(distance * f64::from(f)).sin() as f32)).unzip())
+            .collect();
+        let c = &self.config;
+        for layer in &mut self.layers {
+            let (cos, sin) = &turns[layer.rope];
+            let shift = CacheShift { len, from, to, heads: c.n_kv_heads, head_dim: c.head_dim, style: c.rope_style, cos, sin };
+            if let Err(e) = self.backend.shift_cache(&mut layer.cache, &shift) {
+                self.n_cached = from;
+                return Err(e.into());
+            }
+        }
+        self.n_cached = len - (to - from);
+        Ok(())
     }
 
     /// What runs the model, for reports.

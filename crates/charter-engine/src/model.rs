@@ -85,6 +85,11 @@ impl ModelDecoder {
         each!(self, d => d.truncate(len));
     }
 
+    /// See [`Decoder::shift`].
+    pub fn shift(&mut self, from: usize, to: usize) -> Result<(), DecoderError> {
+        each!(self, d => d.shift(from, to))
+    }
+
     /// See [`Decoder::save_state`].
     pub fn save_state(&self, len: usize) -> Result<Vec<u8>, DecoderError> {
         each!(self, d => d.save_state(len))
@@ -398,6 +403,10 @@ impl LanguageModel for ModelDecoder {
         ModelDecoder::truncate(self, len);
     }
 
+    fn remove(&mut self, from: usize, to: usize) -> Result<(), ModelError> {
+        Ok(ModelDecoder::shift(self, from, to)?)
+    }
+
     fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         Ok(ModelDecoder::forward(self, tokens, false)?)
     }
@@ -449,6 +458,10 @@ impl<B: Backend> LanguageModel for Decoder<B> {
 
     fn truncate(&mut self, len: usize) {
         Decoder::truncate(self, len);
+    }
+
+    fn remove(&mut self, from: usize, to: usize) -> Result<(), ModelError> {
+        Ok(Decoder::shift(self, from, to)?)
     }
 
     fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {

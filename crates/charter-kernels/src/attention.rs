@@ -134,12 +134,65 @@ impl KvCache {
         }
     }
 
+    /// Removes positions `from..to` of the first `len` and moves the positions after
+    /// them down by `to - from`, so the cache holds `len - (to - from)` positions:
+    /// values move unchanged, and each moved key is converted, passed to `turn` (one
+    /// head's `head_dim` values: the caller rotates it back by the distance moved, as
+    /// rotary embeddings are rotations) and stored again. Returns the new length.
+    ///
+    /// # Panics
+    /// When `from <= to <= len <= capacity` does not hold.
+    pub fn remove(&mut self, len: usize, from: usize, to: usize, turn: &mut dyn FnMut(&mut [f32])) -> usize {
+        remove_positions(&mut self.k, &mut self.v, self.heads, self.capacity, self.head_dim, len, from, to, turn)
+    }
+
     fn row(data: &[u16], at: usize, out: &mut [f32]) {
         let n = out.len();
         for (o, &h) in out.iter_mut().zip(&data[at..at + n]) {
             *o = f16_to_f32_finite(h);
         }
     }
+}
+
+/// [`KvCache::remove`] over head-major `f16` keys and values laid out with `stride`
+/// positions per head (a cache's capacity, or the length of a saved state): the one
+/// definition of a context shift, which every backend's cache follows.
+///
+/// # Panics
+/// When `from <= to <= len <= stride` does not hold or the slices are shorter than
+/// `heads` runs of `stride` positions.
+#[allow(clippy::too_many_arguments)]
+pub fn remove_positions(
+    k: &mut [u16],
+    v: &mut [u16],
+    heads: usize,
+    stride: usize,
+    head_dim: usize,
+    len: usize,
+    from: usize,
+    to: usize,
+    turn: &mut dyn FnMut(&mut [f32]),
+) -> usize {
+    assert!(from <= to && to <= len && len <= stride, "removing {from}..{to} of {len} positions");
+    assert!(k.len() >= heads * stride * head_dim && v.len() == k.len(), "a cache of {} values", k.len());
+    let kept = len - to;
+    let mut key = vec![0f32; head_dim];
+    for h in 0..heads {
+        let base = h * stride * head_dim;
+        v.copy_within(base + to * head_dim..base + len * head_dim, base + from * head_dim);
+        for p in 0..kept {
+            let src = base + (to + p) * head_dim;
+            for (x, &bits) in key.iter_mut().zip(&k[src..src + head_dim]) {
+                *x = f16_to_f32_finite(bits);
+            }
+            turn(&mut key);
+            let dst = base + (from + p) * head_dim;
+            for (d, &x) in k[dst..dst + head_dim].iter_mut().zip(&key) {
+                *d = f32_to_f16(x.clamp(-F16_MAX, F16_MAX));
+            }
+        }
+    }
+    len - (to - from)
 }
 
 /// Attends `n` query rows (`(n, n_heads · head_dim)`) at positions `start..start + n`

@@ -277,3 +277,62 @@ fn the_cache_saves_and_restores_its_prefix() {
     assert_eq!(other.read(6), saved);
     assert_eq!(saved.len(), 2 * 3 * 6 * 8);
 }
+
+#[test]
+fn removing_positions_moves_values_and_passes_every_moved_key_through_the_turn() {
+    let mut rng = Rng(13);
+    // Awkward shapes: odd lengths, a removal at the start, at the end, and none.
+    for (heads, hd, len, from, to) in [(3, 8, 11, 4, 7), (1, 6, 9, 0, 5), (2, 4, 5, 2, 5), (2, 4, 6, 3, 3)] {
+        let (mut cache, ks, vs) = random_cache(heads, 16, hd, len, &mut rng);
+        let mut turned = 0;
+        let n = cache.remove(len, from, to, &mut |key: &mut [f32]| {
+            turned += 1;
+            key.iter_mut().for_each(|x| *x = -*x);
+        });
+        assert_eq!(n, len - (to - from));
+        assert_eq!(turned, heads * (len - to));
+        let data = cache.read(n);
+        let (k, v) = data.split_at(heads * n * hd);
+        let at = |h: usize, p: usize, d: usize| (h * n + p) * hd + d;
+        for h in 0..heads {
+            for p in 0..n {
+                let (old, sign) = if p < from { (p, 1.0) } else { (p + to - from, -1.0) };
+                for d in 0..hd {
+                    let f = |bits: u16| charter_kernels::half::f16_to_f32(bits);
+                    assert_eq!(f(v[at(h, p, d)]), vs[old][h * hd + d], "value {h}/{p}/{d}");
+                    assert_eq!(f(k[at(h, p, d)]), sign * ks[old][h * hd + d], "key {h}/{p}/{d}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_key_turned_back_by_d_positions_is_the_key_at_p_minus_d() {
+    // Rotary embeddings are rotations: R(p) then R(-d) is R(p - d), the shift's premise.
+    let (hd, base) = (64usize, 10_000f64);
+    let angles = |pos: f64, sign: f64| -> (Vec<f32>, Vec<f32>) {
+        (0..hd / 2)
+            .map(|i| {
+                let a = pos * base.powf(-2.0 * i as f64 / hd as f64);
+                (a.cos() as f32, (sign * a.sin()) as f32)
+            })
+            .unzip()
+    };
+    let mut rng = Rng(17);
+    for rope in [charter_kernels::ops::rope_halves, charter_kernels::ops::rope_interleaved] {
+        for (p, d) in [(7000usize, 3000usize), (513, 1), (40, 40)] {
+            let x: Vec<f32> = (0..hd).map(|_| rng.unit()).collect();
+            let (mut shifted, mut fresh) = (x.clone(), x.clone());
+            let (c, s) = angles(p as f64, 1.0);
+            rope(&mut shifted, hd, &c, &s);
+            let (c, s) = angles(d as f64, -1.0);
+            rope(&mut shifted, hd, &c, &s);
+            let (c, s) = angles((p - d) as f64, 1.0);
+            rope(&mut fresh, hd, &c, &s);
+            for (a, b) in shifted.iter().zip(&fresh) {
+                assert!((a - b).abs() < 1e-5, "at {p} less {d}: {a} vs {b}");
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ use charter_core::template::ChatTemplate;
 use charter_core::constitution::{
     Composed, Constitution, OperatorConfig, UserSettings, check_layers, compose, mark_units,
 };
-use charter_core::history::trim_to_fit;
+use charter_core::history::{Window, fit_to_window};
 use charter_protocol::{ContextToken, ErrorKind, FinishedReply, LoadedModel, Origin, SystemBlock, TokenText, WorkerError};
 
 /// The layers under Charter's constitution: the site operator's configuration and the
@@ -216,16 +216,22 @@ impl Engine {
 
     /// The prompt for the assistant's next message, or, with `predict_user`, the
     /// transcript left open after the assistant's last message: Charter's system block,
-    /// then as many of the latest messages as leave room for a reply. Returns the prompt
+    /// then as many of the latest messages as leave room for a reply (after an overflow,
+    /// down to half the window, a drop point later turns keep while they fit; see
+    /// `charter_core::history`). Returns the prompt
     /// and how many of the oldest messages were left out. System messages from the page
     /// are ignored: only the worker's own block speaks as the system.
     pub fn prompt(&self, messages: &[Message], predict_user: bool) -> Result<(Prompt, usize), WorkerError> {
         let mut view = vec![Message::system(self.system.0.text.clone())];
         view.extend(messages.iter().filter(|m| m.role != charter_core::Role::System).cloned());
-        let capacity = self.info.context_length;
-        let reserve = self.reply_reserve;
+        let window = Window {
+            capacity: self.info.context_length,
+            reserve: self.reply_reserve,
+            cached: self.session.cached_tokens(),
+            shared: self.shared_prefix().len(),
+        };
         let build = |m: &[Message]| build_prompt(&self.template, &self.tokenizer, &merge_runs(m), !predict_user);
-        let dropped = trim_to_fit(&mut view, |m| build(m).is_ok_and(|p| p.ids.len() + reserve < capacity));
+        let dropped = fit_to_window(&mut view, &window, |m| build(m).map(|p| p.ids));
         let prompt = build(&view)
             .map_err(|e| WorkerError::new(ErrorKind::Prompt, format!("the conversation cannot be put into this model's chat format: {e}")))?;
         Ok((prompt, dropped))
