@@ -343,8 +343,9 @@ pub trait Backend {
     /// `len` positions of a cache; data of another precision is converted.
     fn write_cache(&self, cache: &mut Self::Cache, data: &CacheData, len: usize) -> Result<(), BackendError>;
     /// Applies a context shift to one layer's cache ([`CacheShift`]). By default through
-    /// the host ([`shift_through_host`]), which a device whose reads cannot block does
-    /// not support: the caller then reads the kept tokens again.
+    /// the host ([`shift_through_host`]), which a device whose reads cannot block (a GPU
+    /// on the web) must replace with a kernel of its own; where a shift fails, the
+    /// caller reads the kept tokens again.
     fn shift_cache(&self, cache: &mut Self::Cache, shift: &CacheShift<'_>) -> Result<(), BackendError> {
         shift_through_host(self, cache, shift)
     }

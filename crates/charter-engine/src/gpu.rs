@@ -19,7 +19,7 @@ use charter_kernels::format::dequantize_row;
 use charter_kernels::half::f32_to_f16;
 
 use crate::backend::{
-    Activation, AttentionInput, AttentionParams, Backend, BackendError, CacheData, RopeStyle, WeightData, biased_apart,
+    Activation, AttentionInput, AttentionParams, Backend, BackendError, CacheData, CacheShift, RopeStyle, WeightData, biased_apart,
     gated_apart,
 };
 
@@ -278,6 +278,14 @@ impl Backend for GpuBackend {
             }
         }
         Ok(())
+    }
+
+    fn shift_cache(&self, cache: &mut KvCache, shift: &CacheShift<'_>) -> Result<(), BackendError> {
+        let CacheShift { len, from, to, heads, head_dim, style, cos, sin } = *shift;
+        if (heads, head_dim) != (cache.heads(), cache.head_dim()) {
+            return Err(BackendError::Shape(format!("a shift of {heads}×{head_dim} in a cache of another shape")));
+        }
+        Ok(self.gpu.shift_cache(cache, len, from, to, cos, sin, pairing(style))?)
     }
 
     fn rows_from(&self, x: &Tensor, from: usize) -> Result<Tensor, BackendError> {

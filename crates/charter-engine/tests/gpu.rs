@@ -145,3 +145,30 @@ fn truncation_reuse_and_saved_states_work_across_backends() {
     assert_agrees(&cpu_step, &cpu_from_gpu, "CPU from a GPU state");
     assert_agrees(&cpu_step, &gpu_from_cpu, "GPU from a CPU state");
 }
+
+#[test]
+fn a_context_shift_on_the_gpu_moves_the_cache_as_the_cpu_does() {
+    for file in [SMOLLM2, GEMMA3] {
+        let bytes = model_bytes(file);
+        let mut cpu = load_on(&bytes, BackendChoice::Cpu);
+        let mut gpu = load_on(&bytes, BackendChoice::Gpu);
+        let prompt = gpu.tokenizer.encode("The lighthouse keeper opened the bottle and read the letter inside twice over", false).unwrap();
+        LanguageModel::forward(&mut gpu.decoder, &prompt).unwrap();
+        let before = gpu.decoder.save_state(prompt.len()).unwrap();
+        // The same cache on the CPU, shifted by the CPU's definition.
+        cpu.decoder.restore_state(&before).unwrap();
+        let (from, to) = (2, 7);
+        LanguageModel::remove(&mut cpu.decoder, from, to).unwrap();
+        LanguageModel::remove(&mut gpu.decoder, from, to).unwrap();
+        let kept = prompt.len() - (to - from);
+        assert_eq!((gpu.decoder.n_cached(), cpu.decoder.n_cached()), (kept, kept));
+        let (a, b) = (gpu.decoder.save_state(kept).unwrap(), cpu.decoder.save_state(kept).unwrap());
+        assert_eq!(a.len(), b.len());
+        let f = |x: &[u8]| charter_kernels::half::f16_to_f32(u16::from_le_bytes([x[0], x[1]]));
+        let worst = a[24..].chunks_exact(2).zip(b[24..].chunks_exact(2)).map(|(x, y)| (f(x) - f(y)).abs() / f(y).abs().max(1.0)).fold(0f32, f32::max);
+        assert!(worst <= 2e-3, "{file}: the shifted caches differ by {worst} (relative)");
+        // And both go on alike from there.
+        let (on_cpu, on_gpu) = (LanguageModel::forward(&mut cpu.decoder, &[42]).unwrap(), LanguageModel::forward(&mut gpu.decoder, &[42]).unwrap());
+        assert_agrees(&on_cpu, &on_gpu, &format!("{file}: a step after the shift"));
+    }
+}

@@ -4,7 +4,7 @@
 
 use charter_kernels::attention::Attention;
 
-use crate::ops::{Bind, Word, count, grid, shape, u};
+use crate::ops::{Bind, Pairing, Word, count, grid, shape, u};
 use crate::pool::Tensor;
 use crate::{Gpu, GpuError};
 
@@ -19,6 +19,18 @@ pub struct KvCache {
     pub(crate) heads: usize,
     pub(crate) capacity: usize,
     pub(crate) head_dim: usize,
+}
+
+impl KvCache {
+    /// Key/value heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// Values per head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
 }
 
 /// The parameters of `attention.wgsl`, once the shapes are checked.
@@ -115,6 +127,56 @@ impl Gpu {
             (count(p.n_heads)?, count(q.n)?, 1),
         )?;
         Ok(out)
+    }
+
+    /// A context shift (`kernels/shift_cache.wgsl`): positions `from..to` of the first
+    /// `len` leave and the positions after them move down to `from`, each key turned by
+    /// the angles whose cosines and sines are `cos` and `sin` (one per frequency: those
+    /// of minus the distance moved). As `charter_kernels::attention::remove_positions`
+    /// does, on the device: nothing is read back.
+    #[allow(clippy::too_many_arguments)]
+    pub fn shift_cache(
+        &self,
+        cache: &mut KvCache,
+        len: usize,
+        from: usize,
+        to: usize,
+        cos: &[f32],
+        sin: &[f32],
+        pairing: Pairing,
+    ) -> Result<(), GpuError> {
+        if !(from <= to && to <= len && len <= cache.capacity) || cos.len() != cache.head_dim / 2 || sin.len() != cos.len() {
+            return Err(shape(format!("removing {from}..{to} of {len} positions of {} with {} angles", cache.capacity, cos.len())));
+        }
+        if !cache.head_dim.is_multiple_of(4) {
+            return Err(GpuError::Unsupported(format!("a context shift of heads of {} values", cache.head_dim)));
+        }
+        let kept = len - to;
+        if from == to || kept == 0 {
+            return Ok(());
+        }
+        let angles: Vec<f32> = cos.iter().zip(sin).flat_map(|(&c, &s)| [c, s]).collect();
+        let words = cache.heads * cache.head_dim / 2;
+        let (moved_k, moved_v) = (self.tensor(kept, words), self.tensor(kept, words));
+        let style = match pairing {
+            Pairing::Interleaved => 0,
+            Pairing::Halves => 1,
+        };
+        let params =
+            [u(kept)?, u(from)?, u(to)?, u(cache.heads)?, u(cache.head_dim)?, u(cache.capacity)?, Word::U(style)];
+        let (gx, gy) = grid((kept * cache.heads * cache.head_dim / 4).div_ceil(64));
+        let (at, size) = self.stage(bytemuck::cast_slice(&angles));
+        let buffers = [
+            (2, Bind::Buffer(&cache.k)),
+            (3, Bind::Buffer(&cache.v)),
+            (4, Bind::Buffer(moved_k.buffer())),
+            (5, Bind::Buffer(moved_v.buffer())),
+        ];
+        let mut gather = vec![(1, Bind::Arena(at, size))];
+        gather.extend(buffers.iter().map(|(i, b)| (*i, b.clone())));
+        self.dispatch(&self.kernels.shift_gather, &params, &gather, (gx, gy, 1))?;
+        // The scatter reads no angles.
+        self.dispatch(&self.kernels.shift_scatter, &params, &buffers, (gx, gy, 1))
     }
 
     /// The first `len` positions of a cache as `f16` bits: keys `(heads, len, head_dim)`,

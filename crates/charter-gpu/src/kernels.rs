@@ -37,6 +37,7 @@ const STORE_GATED: &str = include_str!("kernels/store/gated.wgsl");
 const RMS_NORM: &str = include_str!("kernels/rms_norm.wgsl");
 const ELEMENTWISE: &str = include_str!("kernels/elementwise.wgsl");
 const ROPE: &str = include_str!("kernels/rope.wgsl");
+const SHIFT_CACHE: &str = include_str!("kernels/shift_cache.wgsl");
 const ATTENTION: &str = include_str!("kernels/attention.wgsl");
 const SHORTLIST: &str = include_str!("kernels/shortlist.wgsl");
 
@@ -148,7 +149,7 @@ fn second_format(source: &str) -> String {
 
 /// The kernels that read no weights: name and the files composed, in order, with the
 /// workgroup reductions on subgroup operations or through workgroup memory.
-fn plain_kernels(subgroups: bool) -> [(&'static str, String); 6] {
+fn plain_kernels(subgroups: bool) -> [(&'static str, String); 7] {
     let reduce = if subgroups { REDUCE_SUBGROUP } else { REDUCE_TREE };
     [
         ("rms_norm", format!("{reduce}\n{REDUCE}\n{RMS_NORM}")),
@@ -157,6 +158,7 @@ fn plain_kernels(subgroups: bool) -> [(&'static str, String); 6] {
         ("attention", format!("{reduce}\n{ATTENTION}")),
         ("prepare_attention", format!("{reduce}\n{REDUCE}\n{PREPARE_ATTENTION}")),
         ("shortlist", SHORTLIST.to_owned()),
+        ("shift_cache", SHIFT_CACHE.to_owned()),
     ]
 }
 
@@ -270,6 +272,8 @@ pub(crate) struct Kernels {
     pub(crate) prepare_attention: Kernel,
     pub(crate) top_of_logits: Kernel,
     pub(crate) top_of_pairs: Kernel,
+    pub(crate) shift_gather: Kernel,
+    pub(crate) shift_scatter: Kernel,
     /// Whether the prefill products' weight tiles hold f16 (tile/f16.wgsl).
     f16: bool,
     formats: RefCell<HashMap<Format, std::rc::Rc<FormatKernels>>>,
@@ -278,7 +282,7 @@ pub(crate) struct Kernels {
 
 impl Kernels {
     pub(crate) fn new(device: &wgpu::Device, subgroups: bool, f16: bool) -> Kernels {
-        let [norm, ew, rope, attn, prepare, top] = plain_kernels(subgroups).map(|(_, source)| for_device(&source, subgroups).into_owned());
+        let [norm, ew, rope, attn, prepare, top, shift] = plain_kernels(subgroups).map(|(_, source)| for_device(&source, subgroups).into_owned());
         let mut norm = compile(device, "rms_norm", &norm, &["rms_norm", "add_rms_norm", "norm_add_rms_norm"]).into_iter();
         let mut ew =
             compile(device, "elementwise", &ew, &["add", "add_bias", "scale", "gated_silu", "gated_gelu", "copy_rows"]).into_iter();
@@ -286,6 +290,7 @@ impl Kernels {
         let mut rope = compile(device, "rope", &rope, &["main"]).into_iter();
         let mut prepare = compile(device, "prepare_attention", &prepare, &["main"]).into_iter();
         let mut top = compile(device, "shortlist", &top, &["top_of_logits", "top_of_pairs"]).into_iter();
+        let mut shift = compile(device, "shift_cache", &shift, &["gather", "scatter"]).into_iter();
         let next = |it: &mut std::vec::IntoIter<Kernel>| it.next().expect("one kernel per entry point");
         Kernels {
             rms_norm: next(&mut norm),
@@ -303,6 +308,8 @@ impl Kernels {
             prepare_attention: next(&mut prepare),
             top_of_logits: next(&mut top),
             top_of_pairs: next(&mut top),
+            shift_gather: next(&mut shift),
+            shift_scatter: next(&mut shift),
             f16,
             formats: RefCell::default(),
             mixed: RefCell::default(),

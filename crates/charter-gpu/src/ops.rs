@@ -177,6 +177,7 @@ pub(crate) fn shape(what: impl Into<String>) -> GpuError {
 }
 
 /// One storage binding of a dispatch.
+#[derive(Clone)]
 pub(crate) enum Bind<'a> {
     Buffer(&'a wgpu::Buffer),
     /// A range of the upload arena.

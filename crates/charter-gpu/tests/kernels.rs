@@ -450,3 +450,48 @@ async fn a_stack_of_matrices_gives_each_product_from_one_dispatch_body() {
     assert!(gpu.stacked_matrix(Format::Q8_0, 64, &[(3, &data[..]), (1, &data[..])]).is_err());
     assert!(gpu.stacked_matrix(Format::Q8_0, 64, &[(4, data.as_slice()); 4]).is_err());
 }
+
+gpu_test!(a_context_shift_moves_the_cache_as_the_cpu_definition_does, a_context_shift_moves_the_cache_as_the_cpu_definition_does_body);
+async fn a_context_shift_moves_the_cache_as_the_cpu_definition_does_body() {
+    let gpu = gpu().await;
+    let mut rng = Rng(29);
+    // (key heads, head dim, positions filled, removed span): heads of 12 and 64, a
+    // span at the start, in the middle, and one that leaves a single position.
+    for (heads, hd, len, from, to) in [(3, 64, 70, 10, 33), (1, 12, 9, 0, 4), (2, 64, 130, 64, 129), (3, 12, 5, 2, 2)] {
+        for pairing in [Pairing::Interleaved, Pairing::Halves] {
+            let capacity = len + 7;
+            let mut cpu = KvCache::new(heads, capacity, hd);
+            for pos in 0..len {
+                let (k, v) = (rng.vec(heads * hd), rng.vec(heads * hd));
+                cpu.write(pos, &k.iter().map(|x| x * 4.0).collect::<Vec<_>>(), &v);
+            }
+            let mut cache = gpu.kv_cache(heads, capacity, hd).unwrap();
+            gpu.write_cache(&mut cache, &cpu.read(len), len).unwrap();
+            let d = (to - from) as f64;
+            let (cos, sin): (Vec<f32>, Vec<f32>) = (0..hd / 2)
+                .map(|i| {
+                    let a = d * 10_000f64.powf(-2.0 * i as f64 / hd as f64);
+                    (a.cos() as f32, -(a.sin() as f32))
+                })
+                .unzip();
+            let turn = |key: &mut [f32]| match pairing {
+                Pairing::Interleaved => ops::rope_interleaved(key, hd, &cos, &sin),
+                Pairing::Halves => ops::rope_halves(key, hd, &cos, &sin),
+            };
+            let n = cpu.remove(len, from, to, &mut |key| turn(key));
+            gpu.shift_cache(&mut cache, len, from, to, &cos, &sin, pairing).unwrap();
+            let (got, want) = (gpu.read_cache_async(&cache, n).await.unwrap(), cpu.read(n));
+            let what = format!("{heads}×{hd}, {from}..{to} of {len}, {pairing:?}");
+            let (gk, gv) = got.split_at(heads * n * hd);
+            let (wk, wv) = want.split_at(heads * n * hd);
+            assert_eq!(gv, wv, "{what}: values move bit for bit");
+            // Keys: the same rotation in f32, rounded to f16 once; a fused multiply-add on
+            // the device may round the last bit the other way.
+            let f = charter_kernels::half::f16_to_f32;
+            for (i, (&g, &w)) in gk.iter().zip(wk).enumerate() {
+                let (g, w) = (f(g), f(w));
+                assert!((g - w).abs() <= 2e-3 * w.abs().max(1.0), "{what}: key value {i} is {g}, the CPU's {w}");
+            }
+        }
+    }
+}
