@@ -131,6 +131,8 @@ export declare class LanguageModel extends EventTarget {
   readonly lastStats: {
     promptTokens: number; reusedTokens: number; shiftedTokens: number; prefillTokens: number;
     prefillSeconds: number; decodeTokens: number; decodeSeconds: number; firstTokenSeconds: number;
+    /** The worker's WebAssembly memory after the reply. */
+    workerMemoryBytes: number;
   } | null;
   /** Charter: what runs the model, as `cpu (wasm-relaxed-simd)`. */
   readonly engine: string;

@@ -271,8 +271,9 @@ function charterLanguageModel({ base, connect, defaultOperator }) {
   }
 
   /** A reply's stats from the worker, in the API's spelling. */
-  function statsOf(s = {}) {
+  function statsOf(s = {}, memory = 0) {
     return Object.freeze({
+      workerMemoryBytes: memory ?? 0,
       promptTokens: s.prompt_tokens ?? 0,
       reusedTokens: s.reused_tokens ?? 0,
       shiftedTokens: s.shifted_tokens ?? 0,
@@ -466,7 +467,7 @@ function charterLanguageModel({ base, connect, defaultOperator }) {
         // An aborted prompt leaves the session as it was: neither it nor its reply stays.
         if (signal?.aborted || ending.aborted) stop();
         this.#stop = reply.stop_reason;
-        this.#stats = statsOf(reply.stats);
+        this.#stats = statsOf(reply.stats, reply.memory_bytes);
         this.#history = [...messages.slice(dropped), { role: 'assistant', content: reply.text }];
         this.#usage = reply.context_used;
         if (dropped > 0) this.#overflowed();

@@ -847,6 +847,88 @@ test('a conversation longer than its window shifts the cache instead of reading 
   await context.close();
 });
 
+// A soak: 300 short turns in one conversation, through the JS API, in a window that
+// overflows every few turns. Every turn gets its reply, no overflow reads the history
+// again, and neither the worker's WebAssembly memory nor the page's JS heap (measured
+// after a collection) grows once the conversation has filled its window.
+test('a soak of 300 turns with many overflows keeps replying in bounded memory', async ({ browser, server }) => {
+  server.state.pages['/soak.html'] = '<!doctype html><meta charset="utf-8"><title>A soak</title>';
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', e => console.log(`  [page error] ${e.message}`));
+  await page.goto(`${server.url}soak.html`);
+  const cdp = await context.newCDPSession(page);
+  const heap = async () => {
+    await cdp.send('HeapProfiler.collectGarbage');
+    return (await cdp.send('Runtime.getHeapUsage')).usedSize;
+  };
+  await page.evaluate(async () => {
+    const { LanguageModel } = await import('./charter-api.js');
+    window.soak = { session: await LanguageModel.create({ contextLength: 1024, maxTokens: 3 }), overflows: 0, turns: [] };
+    window.soak.session.addEventListener('contextoverflow', () => window.soak.overflows++);
+  });
+  const TURNS = 300, BATCH = 25;
+  const heaps = [];
+  const t0 = Date.now();
+  const turns = [];
+  for (let from = 0; from < TURNS; from += BATCH) {
+    // Each batch's records come back here, so the page holds none of them.
+    turns.push(...await page.evaluate(async ([from, n]) => {
+      const words = ['amber', 'birch', 'cedar', 'dune', 'ember', 'fjord', 'grove', 'heath', 'inlet', 'juniper', 'kelp'];
+      const { session } = window.soak;
+      const turns = [];
+      for (let i = from; i < from + n; i++) {
+        const before = window.soak.overflows;
+        const t = performance.now();
+        const reply = await session.prompt(`Turn ${i}: remember the word ${words[i % words.length]}. Reply with one word.`);
+        const s = session.lastStats;
+        turns.push({ i, ms: performance.now() - t, reply, stop: session.lastStopReason, overflow: window.soak.overflows > before,
+          read: s.prefillTokens, shifted: s.shiftedTokens, memory: s.workerMemoryBytes, usage: session.contextUsage });
+      }
+      return turns;
+    }, [from, BATCH]));
+    heaps.push(await heap());
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  const overflowed = turns.filter(t => t.overflow);
+  const first = overflowed[0];
+  assert(turns.length === TURNS, `${turns.length} turns`);
+  assert(overflowed.length >= 10, `many overflows: ${overflowed.length}`);
+  const normal = turns.filter(t => !t.overflow && t.i > 0).map(t => t.read);
+  const most = Math.max(...normal);
+  for (const t of overflowed) {
+    assert(t.shifted > 0 && t.read <= most + 8, `turn ${t.i} overflows without reading the history again: ${JSON.stringify(t)}`);
+  }
+  const empty = turns.filter(t => t.reply.trim() === '' && t.stop !== 'end_of_turn');
+  assert(empty.length === 0, `every turn has a reply or ends its turn: ${JSON.stringify(empty.slice(0, 3))}`);
+  assert(turns.every(t => t.usage < 1024), 'the conversation stays inside its window');
+  // Memory: the worker's stops growing once the window has filled.
+  const grown = turns.filter(t => t.i > first.i && t.memory > first.memory);
+  const memoryMiB = m => (m / 1048576).toFixed(1);
+  console.log(`  ${TURNS} turns in ${seconds.toFixed(0)} s, ${overflowed.length} overflows (first at turn ${first.i}); worker memory ${memoryMiB(first.memory)} MiB at the first overflow, ${memoryMiB(turns.at(-1).memory)} MiB at the end`);
+  assert(grown.length === 0, `the worker's memory grew after the first overflow: ${grown.slice(0, 3).map(t => `${t.i}: ${t.memory}`)}`);
+  // The page's heap, after a collection, every 25 turns: bounded once the window filled.
+  const firstBatch = Math.floor(first.i / BATCH) + 1;
+  const settled = heaps[Math.min(firstBatch, heaps.length - 1)];
+  console.log(`  page heap after collection, every ${BATCH} turns (KiB): ${heaps.map(h => (h / 1024).toFixed(0)).join(' ')}`);
+  assert(Math.max(...heaps.slice(firstBatch)) <= settled * 1.25 + 512 * 1024, `the page's heap keeps growing: ${heaps}`);
+  // Over the last 150 turns, less than a kept turn's messages would add (about 250 bytes a
+  // turn): what remains is the engine's own compiled code, not the conversation.
+  const half = heaps.length / 2;
+  assert(heaps.at(-1) - heaps[half] <= 24 * 1024, `the page's heap grows by ${heaps.at(-1) - heaps[half]} bytes over the last ${TURNS / 2} turns`);
+  // Time per turn, for the record: the mean over each run of turns between overflows.
+  const runs = [];
+  let run = [];
+  for (const t of turns) {
+    if (t.overflow && run.length) { runs.push(run); run = []; }
+    run.push(t.ms);
+  }
+  runs.push(run);
+  const mean = xs => xs.reduce((a, b) => a + b, 0) / xs.length;
+  console.log(`  ms per turn, overflow turn then the rest, per window: ${runs.slice(1, 8).map(r => `${r[0].toFixed(0)}/${mean(r.slice(1)).toFixed(0)}`).join(' ')} … ${runs.slice(-2).map(r => `${r[0].toFixed(0)}/${mean(r.slice(1)).toFixed(0)}`).join(' ')}`);
+  await context.close();
+});
+
 async function hostSite(appUrl, operator) {
   const server = http.createServer((req, res) => {
     if (req.url.startsWith('/charter-operator.toml')) {

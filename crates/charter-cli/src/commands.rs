@@ -333,10 +333,12 @@ pub fn chat(args: &ModelArgs, sampling: &SamplingArgs, layers: Option<&LayerArgs
         let dropped = charter_core::history::fit_to_window(&mut view, &window, |m| {
             build_prompt(&model.template, &model.tokenizer, m, true).map(|p| p.ids)
         });
+        let prompt = build_prompt(&model.template, &model.tokenizer, &view, true)?;
         if dropped > 0 {
             eprintln!("(the {dropped} oldest messages are out of the model's view)");
+            // Move the rest of the history down in the cache rather than read it again.
+            session.shift_for(&prompt.ids);
         }
-        let prompt = build_prompt(&model.template, &model.tokenizer, &view, true)?;
         let mut hooks = Terminal { start: Instant::now(), stream: true, cancel: Some(&CANCEL) };
         CANCEL.store(false, Ordering::Relaxed);
         GENERATING.store(true, Ordering::Relaxed);

@@ -257,13 +257,16 @@ impl GenerateHooks for NoHooks {}
 pub struct Session<M> {
     model: M,
     cached: Vec<u32>,
+    /// The positions the last [`Session::shift_for`] moved down, for the next reply's
+    /// stats.
+    shifted: (usize, usize),
 }
 
 impl<M: LanguageModel> Session<M> {
     /// A session over a model whose cache is empty.
     pub fn new(mut model: M) -> Self {
         model.truncate(0);
-        Session { model, cached: Vec::new() }
+        Session { model, cached: Vec::new(), shifted: (0, 0) }
     }
 
     /// The model.
@@ -291,10 +294,11 @@ impl<M: LanguageModel> Session<M> {
             return Ok(());
         }
         self.check_prompt(tokens)?;
-        let (common, _) = self.reuse(tokens, false);
+        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
         if common == tokens.len() {
             return Ok(());
         }
+        self.rewind(common);
         self.model.forward(&tokens[common..]).map_err(GenerateError::Model)?;
         self.cached.extend_from_slice(&tokens[common..]);
         Ok(())
@@ -306,10 +310,11 @@ impl<M: LanguageModel> Session<M> {
             return Ok(());
         }
         self.check_prompt(tokens)?;
-        let (common, _) = self.reuse(tokens, false);
+        let common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
         if common == tokens.len() {
             return Ok(());
         }
+        self.rewind(common);
         let mut logits = Vec::new();
         self.model.forward_into_async(&tokens[common..], &mut logits).await.map_err(GenerateError::Model)?;
         self.cached.extend_from_slice(&tokens[common..]);
@@ -425,36 +430,42 @@ impl<M: LanguageModel> Session<M> {
         Ok(())
     }
 
-    /// Keeps what the cache holds of `prompt` ([`Session::reuse`]), leaving at least
-    /// one prompt token to run so there are logits to sample from. Returns how many
-    /// prompt tokens are cached, and how many of them a shift kept.
+    /// Truncates the cache to the longest prefix it shares with `prompt`, keeping at
+    /// least one prompt token to run so there are logits to sample from. Returns how
+    /// many prompt tokens are cached, and how many of them the last
+    /// [`Session::shift_for`] kept.
     fn prepare(&mut self, prompt: &[u32]) -> (usize, usize) {
-        self.reuse(prompt, true)
-    }
-
-    /// Keeps the longest part of the cache that `prompt` reuses (see
-    /// [`crate::reuse::plan`]): the common prefix, and, where the prompt left out a span
-    /// the cache holds (the oldest messages, gone from the window), the tokens after it,
-    /// moved down by a context shift. Where the model cannot shift, only the prefix is
-    /// kept. Returns the prompt tokens cached and how many of them the shift kept.
-    pub fn reuse(&mut self, prompt: &[u32], leave_one: bool) -> (usize, usize) {
-        let plan = crate::reuse::plan(&self.cached, prompt);
-        let mut common = plan.prefix;
-        let mut shifted = 0;
-        if plan.removed > 0 {
-            let (from, to) = (plan.prefix, plan.prefix + plan.removed);
-            if self.model.remove(from, to).is_ok() {
-                self.cached.drain(from..to);
-                common = plan.kept();
-                shifted = plan.shifted;
-            }
-        }
-        if leave_one && common == prompt.len() && common > 0 {
+        let mut common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        if common == prompt.len() {
             common -= 1;
-            shifted = shifted.saturating_sub(1);
         }
         self.rewind(common);
-        (common, shifted)
+        let (start, end) = std::mem::take(&mut self.shifted);
+        (common, common.min(end).saturating_sub(start))
+    }
+
+    /// A context shift for `prompt`, a conversation whose oldest messages left the
+    /// window: where the prompt leaves out a span the cache holds and goes on with
+    /// tokens the cache holds after it ([`crate::reuse::plan`]), the span leaves the
+    /// cache and those tokens move down, so the next [`Session::start`] reads neither
+    /// again. Only for a prompt that dropped messages: an edited message must be read
+    /// again from the edit on, not spliced. Returns how many tokens the shift kept (0:
+    /// none made, or the model cannot shift, and the cache holds the common prefix).
+    pub fn shift_for(&mut self, prompt: &[u32]) -> usize {
+        let plan = crate::reuse::plan(&self.cached, prompt);
+        self.shifted = (0, 0);
+        if plan.removed == 0 {
+            return 0;
+        }
+        let (from, to) = (plan.prefix, plan.prefix + plan.removed);
+        if self.model.remove(from, to).is_err() {
+            self.rewind(from);
+            return 0;
+        }
+        self.cached.drain(from..to);
+        self.rewind(plan.kept());
+        self.shifted = (plan.prefix, plan.kept());
+        plan.shifted
     }
 
     /// Generates the assistant's reply to `prompt`.

@@ -5,7 +5,10 @@
 //! position: without more, the whole remaining history would be read again. A *context
 //! shift* keeps it instead: the removed span leaves the cache and the tokens after it
 //! move down, their keys turned back by the distance (the model does that part, see
-//! [`crate::LanguageModel::remove`]). [`plan`] finds the span.
+//! [`crate::LanguageModel::remove`]). [`plan`] finds the span;
+//! [`crate::Session::shift_for`] makes the shift, for a prompt that dropped messages
+//! only (the kept tokens were read with the removed ones in view, which is the price of
+//! a window, not of an edit).
 
 /// How a prompt reuses the tokens a cache holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

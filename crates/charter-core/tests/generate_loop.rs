@@ -551,6 +551,7 @@ fn a_prompt_without_its_oldest_messages_shifts_the_cache_instead_of_reading_it_a
         let mut session = Session::new(Tape { tokens: Vec::new(), fed: 0, shifts, removed: Vec::new() });
         session.generate(&first, &ByteVocab, &policy(&[]), &options(4, false), &mut Record::default()).unwrap();
         let before = session.model().fed;
+        assert_eq!(session.shift_for(&next), if shifts { kept.len() } else { 0 });
         let reply = session.generate(&next, &ByteVocab, &policy(&[]), &options(4, false), &mut Record::default()).unwrap();
         let read = session.model().fed - before;
         assert_eq!(session.cached_tokens(), &next[..], "the session's record and the model's cache agree");
@@ -576,8 +577,25 @@ fn a_shift_that_covers_the_whole_prompt_still_leaves_a_token_to_read() {
     let mut session = Session::new(Tape { tokens: Vec::new(), fed: 0, shifts: true, removed: Vec::new() });
     session.prefill(&first).unwrap();
     let before = session.model().fed;
+    session.shift_for(&next);
     let reply = session.generate(&next, &ByteVocab, &policy(&[]), &options(4, false), &mut Record::default()).unwrap();
     assert_eq!(session.model().fed - before, 1, "the last prompt token is read for its logits");
     assert_eq!(reply.stats.shifted_tokens, kept.len() - 1);
     assert_eq!(session.model().tokens, next);
+}
+
+#[test]
+fn an_edited_message_is_read_again_not_spliced() {
+    // Without shift_for (no message left the window), a prompt that differs in the
+    // middle reuses only the common prefix, however much of the cache follows.
+    let system = bytes("<sys>");
+    let tail = bytes(&"the rest of the conversation, long enough to match. ".repeat(2));
+    let first = [system.clone(), bytes("Hello there friend"), tail.clone()].concat();
+    let edited = [system.clone(), bytes("Hello friend"), tail.clone()].concat();
+    let mut session = Session::new(Tape { tokens: Vec::new(), fed: 0, shifts: true, removed: Vec::new() });
+    session.prefill(&first).unwrap();
+    let reply = session.generate(&edited, &ByteVocab, &policy(&[]), &options(4, false), &mut Record::default()).unwrap();
+    assert!(session.model().removed.is_empty());
+    assert_eq!(reply.stats.reused_tokens, system.len() + "Hello ".len());
+    assert_eq!(reply.stats.shifted_tokens, 0);
 }

@@ -100,6 +100,7 @@ fn a_conversation_continued_from_a_shifted_cache_answers_as_a_fresh_run() {
         next.push(Message::assistant(r1.text.clone()));
         next.push(Message::user("Name one famous bridge over it."));
         let prompt = ids(&model, &next, true);
+        assert!(session.shift_for(&prompt) > 20, "{file}: the kept history is shifted");
         let shifted = session.generate(&prompt, &model.tokenizer, &model.policy, &greedy, &mut NoHooks).expect("reply");
         assert!(shifted.stats.shifted_tokens > 20, "{file}: {:?}", shifted.stats);
         assert!(shifted.stats.prefill_tokens < 40, "{file}: only the new turn is read: {:?}", shifted.stats);

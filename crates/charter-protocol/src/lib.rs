@@ -478,6 +478,10 @@ pub struct FinishedReply {
     pub context_used: usize,
     /// Timings.
     pub stats: GenerationStats,
+    /// The worker's WebAssembly memory after the reply, in bytes (0 where unknown): it
+    /// grows to what the longest conversation needs and then stays.
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
 /// The kinds of failure, so the UI can word them and decide what to offer.

@@ -126,6 +126,7 @@ fn events() -> Vec<Event> {
                 tokens: vec![tok(2, "<|im_end|>", Origin::Assistant)],
                 context_used: 30,
                 stats: GenerationStats { prompt_tokens: 20, decode_tokens: 10, ..Default::default() },
+                memory_bytes: 64 << 20,
             },
         },
         Event::StoredList { models: vec![] },

@@ -312,6 +312,7 @@ impl Engine {
             tokens,
             context_used: self.session.cached_tokens().len(),
             stats: reply.stats,
+            memory_bytes: memory_bytes(),
         }
     }
 }

@@ -500,6 +500,10 @@ async fn run(
 ) -> Result<(), Failure> {
     let (prompt, dropped_messages) = engine.prompt(messages, predict_user)?;
     post(id, Event::Context { tokens: engine.context_tokens(&prompt), dropped_messages });
+    if dropped_messages > 0 {
+        // The oldest messages left the window: move the rest down rather than read it again.
+        engine.session.shift_for(&prompt.ids);
+    }
     let mut options = options.clone();
     options.raw = predict_user;
     let mut hooks = Hooks { id, state };
