@@ -785,12 +785,18 @@ function checkApi(r, { fresh }) {
   assert(r.destroyed === 'InvalidStateError', `a destroyed session refuses: ${r.destroyed}`);
 }
 
-test('the JS API: charter-api.js in the shape of the Prompt API', async ({ browser, server }) => {
-  server.state.pages['/api.html'] = '<!doctype html><meta charset="utf-8"><title>A page of the same origin</title>';
+// A page of the app's origin, blank but for its title, for calls to charter-api.js.
+async function sameOriginPage(browser, server, name, title) {
+  server.state.pages[`/${name}`] = `<!doctype html><meta charset="utf-8"><title>${title}</title>`;
   const context = await browser.newContext();
   const page = await context.newPage();
   page.on('pageerror', e => console.log(`  [page error] ${e.message}`));
-  await page.goto(`${server.url}api.html`);
+  await page.goto(`${server.url}${name}`);
+  return { context, page };
+}
+
+test('the JS API: charter-api.js in the shape of the Prompt API', async ({ browser, server }) => {
+  const { context, page } = await sameOriginPage(browser, server, 'api.html', 'A page of the same origin');
   checkApi(await apiCalls(page, 'module'), { fresh: true });
   await context.close();
 });
@@ -801,11 +807,7 @@ test('the JS API: charter-api.js in the shape of the Prompt API', async ({ brows
 // turns reuse the cache as it stands, and replies keep coming. Timings are printed for
 // the record (the bench owns speed); the counts are asserted.
 test('a conversation longer than its window shifts the cache instead of reading it again', async ({ browser, server }) => {
-  server.state.pages['/long.html'] = '<!doctype html><meta charset="utf-8"><title>A long conversation</title>';
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on('pageerror', e => console.log(`  [page error] ${e.message}`));
-  await page.goto(`${server.url}long.html`);
+  const { context, page } = await sameOriginPage(browser, server, 'long.html', 'A long conversation');
   const turns = await page.evaluate(async () => {
     const { LanguageModel } = await import('./charter-api.js');
     const s = await LanguageModel.create({ contextLength: 2048, maxTokens: 4 });
@@ -852,11 +854,7 @@ test('a conversation longer than its window shifts the cache instead of reading 
 // again, and neither the worker's WebAssembly memory nor the page's JS heap (measured
 // after a collection) grows once the conversation has filled its window.
 test('a soak of 300 turns with many overflows keeps replying in bounded memory', async ({ browser, server }) => {
-  server.state.pages['/soak.html'] = '<!doctype html><meta charset="utf-8"><title>A soak</title>';
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on('pageerror', e => console.log(`  [page error] ${e.message}`));
-  await page.goto(`${server.url}soak.html`);
+  const { context, page } = await sameOriginPage(browser, server, 'soak.html', 'A soak');
   const cdp = await context.newCDPSession(page);
   const heap = async () => {
     await cdp.send('HeapProfiler.collectGarbage');
