@@ -518,12 +518,18 @@ test('the page names the kernel build it runs, and the speed test reports figure
   try {
     const page = await open(context, server);
     await waitReady(page);
-    // This Chromium has relaxed SIMD, so the page starts that build of the worker.
+    // This Chromium has relaxed SIMD and the page is cross-origin isolated, so the page
+    // starts the threaded build of the worker, on a thread per core.
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    const threads = Math.min(cores, 8);
     const header = await page.getByTestId('backend').textContent();
-    assert(/relaxed SIMD/.test(header), `the header names the build: ${header}`);
+    const kernelsLine = threads > 1 ? `cpu (wasm-relaxed-simd, ${threads} threads)` : 'cpu (wasm-relaxed-simd)';
+    assert(/relaxed SIMD/.test(header) && (threads === 1 || header.includes(`· ${threads} threads`)), `the header names the build and its threads: ${header}`);
     await page.getByTestId('settings').click();
     const kernels = await page.getByTestId('backend-kernels').textContent();
-    assert(/wasm-relaxed-simd/.test(kernels) && /cpu \(wasm-relaxed-simd\)/.test(kernels), `Settings names the kernels: ${kernels}`);
+    assert(kernels.includes(kernelsLine), `Settings names the kernels (${kernelsLine}): ${kernels}`);
+    const why = await page.getByTestId('backend-reason').textContent();
+    assert(threads === 1 || why.includes(`The CPU kernels run on ${threads} threads (this device has ${cores} cores and the page is cross-origin isolated).`), `and why that many threads: ${why}`);
     assert(/memory is \d+ MB/.test(kernels), `Settings gives the worker's memory: ${kernels}`);
     // SmolLM2 gets the 8,192 tokens it was trained for (its profile allows them, and their cache fits).
     const window = await page.getByTestId('context-window').textContent();
@@ -548,17 +554,20 @@ test('the page names the kernel build it runs, and the speed test reports figure
   }
 });
 
-test('a relaxed-SIMD worker that fails to start gives way to the SIMD128 build', async ({ browser, server }) => {
+test('a worker build that fails to start gives way to the next: threads, relaxed SIMD, SIMD128', async ({ browser, server }) => {
+  server.state.broken.add('/charter-worker-threads_bg.wasm');
   server.state.broken.add('/charter-worker-relaxed_bg.wasm');
   const context = await browser.newContext();
   try {
     const page = await open(context, server);
     await waitReady(page);
     const header = await page.getByTestId('backend').textContent();
-    assert(/SIMD128/.test(header), `the header names the SIMD128 build: ${header}`);
+    assert(/SIMD128/.test(header) && !/threads/.test(header), `the header names the SIMD128 build: ${header}`);
     await page.getByTestId('settings').click();
     const kernels = await page.getByTestId('backend-kernels').textContent();
     assert(/wasm-simd128/.test(kernels), `Settings names the SIMD128 kernels: ${kernels}`);
+    const why = await page.getByTestId('backend-reason').textContent();
+    assert(/The CPU kernels run on one thread: the threaded build did not start here \(/.test(why), `and why one thread: ${why}`);
     await page.getByTestId('settings').click();
     await setMaxTokens(page, 8);
     const reply = await ask(page, 'Name a colour.');
@@ -566,6 +575,46 @@ test('a relaxed-SIMD worker that fails to start gives way to the SIMD128 build',
   } finally {
     server.state.broken.clear();
     await context.close();
+  }
+});
+
+// The chat on the threaded build (the test server isolates the page) and on the
+// single-thread one (a server without the isolation headers): the page says which runs
+// and why, and greedy replies are the same text, since threads change no bit.
+test('threads where the page is cross-origin isolated, one thread where not, the same greedy replies', async ({ browser, server }) => {
+  const plain = await startServer({ dist, model, isolate: false });
+  const replies = {};
+  try {
+    for (const [name, where] of [['isolated', server], ['not isolated', plain]]) {
+      const context = await browser.newContext();
+      try {
+        const page = await open(context, where);
+        await waitReady(page);
+        const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+        const header = await page.getByTestId('backend').textContent();
+        await page.getByTestId('settings').click();
+        const why = await page.getByTestId('backend-reason').textContent();
+        await page.getByTestId('settings').click();
+        if (name === 'isolated' && cores > 1) {
+          assert(/· \d+ threads/.test(header), `${name}: the header counts the threads: ${header}`);
+        } else if (name === 'not isolated') {
+          assert(!/threads/.test(header), `${name}: one thread: ${header}`);
+          assert(why.includes('The CPU kernels run on one thread: the page is not cross-origin isolated'), `${name}: and why: ${why}`);
+        }
+        await setMaxTokens(page, 24);
+        replies[name] = [];
+        for (const question of ['What is the capital of France?', 'Name three colours.']) {
+          const reply = await ask(page, question);
+          replies[name].push((await reply.locator('.body').textContent()).trim());
+        }
+      } finally {
+        await context.close();
+      }
+    }
+    assert(replies['isolated'].every(r => r.length > 0), 'replies on threads');
+    assert(JSON.stringify(replies['isolated']) === JSON.stringify(replies['not isolated']), `the same greedy replies: ${JSON.stringify(replies)}`);
+  } finally {
+    await plain.close();
   }
 });
 

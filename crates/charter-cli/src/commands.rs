@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use charter_core::{
     GenerateHooks, GenerateOptions, Message, Reply, SamplingParams, Session, TurnPolicy, Vocabulary, build_prompt,
 };
 use charter_engine::{LoadOptions, Model};
+use charter_threads::Pool;
 use serde_json::json;
 
 use crate::constitution::{Layers, labels, with_system_block};
@@ -38,12 +40,40 @@ macro_rules! outln {
 /// that runs the CLI has room, but a window past the profile's is never taken.
 const CACHE_BUDGET_BYTES: u64 = 2 << 30;
 
+/// One thread per core, as far as the system says.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The thread count of `--threads` (one count outside `charter bench`).
+fn thread_count(args: &ModelArgs) -> anyhow::Result<usize> {
+    match args.threads[..] {
+        [] => Ok(cores()),
+        [0] => bail!("--threads 0: at least one thread runs the model"),
+        [n] => Ok(n),
+        _ => bail!("--threads takes one count here; `charter bench` takes a list"),
+    }
+}
+
 fn load(args: &ModelArgs) -> anyhow::Result<Model> {
     load_with_window(args).map(|(model, _)| model)
 }
 
+/// The pool `--threads` asks for (none for one thread).
+fn pool_for(args: &ModelArgs) -> anyhow::Result<Option<Rc<Pool>>> {
+    Ok(match thread_count(args)? {
+        1 => None,
+        n => Some(Rc::new(Pool::native(n)?)),
+    })
+}
+
 /// The model, with its window chosen as the app chooses one, and why it is that long.
 fn load_with_window(args: &ModelArgs) -> anyhow::Result<(Model, String)> {
+    load_on(args, pool_for(args)?)
+}
+
+/// [`load_with_window`] with the CPU kernels' threads given.
+fn load_on(args: &ModelArgs, threads: Option<Rc<Pool>>) -> anyhow::Result<(Model, String)> {
     let path = store::resolve(args.model.as_deref())?;
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let facts = Model::window_facts(&bytes).with_context(|| format!("loading {}", path.display()))?;
@@ -56,19 +86,51 @@ fn load_with_window(args: &ModelArgs) -> anyhow::Result<(Model, String)> {
         facts.kv_bytes_per_token,
         CACHE_BUDGET_BYTES,
     );
-    let mut model = Model::load_owned(bytes, &LoadOptions { context_length: Some(window.tokens), backend: args.backend })
-        .with_context(|| format!("loading {}", path.display()))?;
+    let options = LoadOptions { context_length: Some(window.tokens), backend: args.backend, threads };
+    let mut model = Model::load_owned(bytes, &options).with_context(|| format!("loading {}", path.display()))?;
     model.template.set_now(unix_now());
     Ok((model, window.describe(facts.train_context, facts.kv_bytes_per_token)))
 }
 
-/// `charter bench`.
+/// How many shapes of product the pool's governor runs at each thread count now.
+fn products_by_threads(pool: &Pool) -> std::collections::BTreeMap<usize, usize> {
+    let mut by = std::collections::BTreeMap::new();
+    for (_, k, _) in pool.report() {
+        *by.entry(k).or_insert(0) += 1;
+    }
+    by
+}
+
+/// `charter bench`: the speed test at each thread count asked for.
 pub fn bench(args: &ModelArgs, plan: Option<&Path>, print_plan: bool, json: bool) -> anyhow::Result<()> {
+    let mut counts = args.threads.clone();
+    if counts.is_empty() {
+        counts = vec![1, cores()];
+        counts.dedup();
+    }
+    if counts.contains(&0) {
+        bail!("--threads 0: at least one thread runs the model");
+    }
+    for (i, &n) in counts.iter().enumerate() {
+        if i > 0 && !json {
+            outln!();
+        }
+        bench_at(&ModelArgs { threads: vec![n], ..args.clone() }, plan, print_plan, json)?;
+        if print_plan {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The speed test on one thread count.
+fn bench_at(args: &ModelArgs, plan: Option<&Path>, print_plan: bool, json: bool) -> anyhow::Result<()> {
     // The file once, untimed: a load from storage, not from a cold disk.
     let path = store::resolve(args.model.as_deref())?;
     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let pool = pool_for(args)?;
     let started = Instant::now();
-    let model = load(args)?;
+    let (model, _) = load_on(args, pool.clone())?;
     let load_seconds = started.elapsed().as_secs_f64();
     let plan = match plan {
         Some(path) => {
@@ -111,6 +173,8 @@ pub fn bench(args: &ModelArgs, plan: Option<&Path>, print_plan: bool, json: bool
     if json {
         let figures = json!({
             "engine": engine,
+            "threads": thread_count(args)?,
+            "products_by_threads": pool.as_ref().map(|p| products_by_threads(p)),
             "load_seconds": load_seconds,
             "result": result,
             "ms_per_token": ms_per_token,
@@ -131,6 +195,15 @@ pub fn bench(args: &ModelArgs, plan: Option<&Path>, print_plan: bool, json: bool
     );
     if let Some(n) = dispatches_per_token {
         outln!("dispatches per decoded token: {n}");
+    }
+    if let Some(p) = &pool {
+        let report = p.report();
+        let (probes, changes) = report.iter().fold((0, 0), |(p, c), (_, _, n)| (p + n.probes, c + n.changes));
+        let counts: Vec<String> = products_by_threads(p).iter().map(|(k, n)| format!("{n} on {k}")).collect();
+        outln!(
+            "shapes of product at the end, by threads: {} ({probes} probes, {changes} changes)",
+            counts.join(", ")
+        );
     }
     outln!("second turn of {} tokens: first token after {:.3} s", result.turn_tokens, result.turn_seconds);
     if let Some(rss) = peak_rss_bytes {

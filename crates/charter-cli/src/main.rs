@@ -32,6 +32,11 @@ struct ModelArgs {
     /// adapter (`gpu`), or the candle reference backend (`candle`).
     #[arg(long, default_value = "cpu", value_parser = parse_backend)]
     backend: BackendChoice,
+    /// Threads Charter's CPU kernels share matrix products among (default: one per
+    /// core). `charter bench` takes a list, `--threads 1,2`, and times each count
+    /// (default: 1 and one per core).
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<usize>,
 }
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {

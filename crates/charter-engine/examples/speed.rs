@@ -18,7 +18,7 @@ fn main() {
     };
     let bytes = std::fs::read(&path).expect("reading the model");
     let t = Instant::now();
-    let mut model = Model::load_owned(bytes, &LoadOptions { context_length: Some(2048), backend }).expect("loading");
+    let mut model = Model::load_owned(bytes, &LoadOptions { context_length: Some(2048), backend, ..Default::default() }).expect("loading");
     println!("{}: loaded in {:.2} s on {}", path, t.elapsed().as_secs_f64(), model.decoder.describe());
     let text = "Write a detailed story about a lighthouse keeper who finds a message in a bottle. ".repeat(40);
     let ids = model.tokenizer.encode(&text, false).expect("tokenizing");

@@ -15,7 +15,8 @@ use charter_kernels::attention::{self, KvCache};
 use charter_kernels::format::{Format, dequantize_row};
 use charter_kernels::half::f32_to_f16;
 use charter_kernels::dot::tile_in_place;
-use charter_kernels::{Isa, Matrix, Q8Rows, matmul_f, matmul_q, ops};
+use charter_kernels::{Isa, Matrix, Q8Rows, matmul_f_on, matmul_q_on, ops};
+use charter_threads::Pool as Threads;
 
 use crate::backend::{Activation, AttentionParams, Backend, BackendError, CacheData, CacheShift, RopeStyle, WeightData};
 use crate::gguf::GgufHeader;
@@ -141,6 +142,9 @@ pub struct CpuBackend {
     source: Option<Arc<Vec<u8>>>,
     pool: Rc<Pool>,
     scratch: RefCell<attention::Scratch>,
+    /// The threads matrix products are shared among (the caller alone by default);
+    /// every other step runs on the caller, where splitting it does not pay.
+    threads: Rc<Threads>,
 }
 
 impl CpuBackend {
@@ -153,7 +157,24 @@ impl CpuBackend {
 
     /// A backend on a chosen instruction set (which must be in [`Isa::available`]).
     pub fn with_isa(isa: Isa, source: Option<Arc<Vec<u8>>>) -> Self {
-        CpuBackend { isa, source, pool: Rc::new(Pool::default()), scratch: RefCell::new(attention::Scratch::default()) }
+        CpuBackend {
+            isa,
+            source,
+            pool: Rc::new(Pool::default()),
+            scratch: RefCell::new(attention::Scratch::default()),
+            threads: Rc::new(Threads::single()),
+        }
+    }
+
+    /// This backend with its matrix products shared among `threads` (the results are
+    /// the same bits on any number of threads).
+    pub fn with_threads(self, threads: Rc<Threads>) -> Self {
+        CpuBackend { threads, ..self }
+    }
+
+    /// The threads it shares products among.
+    pub fn threads(&self) -> &Threads {
+        &self.threads
     }
 
     /// The instruction set the kernels run on.
@@ -187,7 +208,10 @@ impl Backend for CpuBackend {
     type Rope = CpuRope;
 
     fn describe(&self) -> String {
-        format!("cpu ({})", self.isa.name())
+        match self.threads.threads() {
+            1 => format!("cpu ({})", self.isa.name()),
+            n => format!("cpu ({}, {n} threads)", self.isa.name()),
+        }
     }
 
     fn matrix(&self, w: WeightData<'_>) -> Result<CpuMatrix, BackendError> {
@@ -266,9 +290,9 @@ impl Backend for CpuBackend {
                     q.quantize(&x.data, x.n, x.width, block);
                     q
                 });
-                matmul_q(self.isa, &m, q, &mut out.data);
+                matmul_q_on(&self.threads, self.isa, &m, q, &mut out.data);
             }
-            None => matmul_f(self.isa, &m, &x.data, x.n, &mut out.data),
+            None => matmul_f_on(&self.threads, self.isa, &m, &x.data, x.n, &mut out.data),
         }
         Ok(out)
     }

@@ -187,6 +187,9 @@ pub struct LoadOptions {
     pub context_length: Option<usize>,
     /// The backend.
     pub backend: BackendChoice,
+    /// The threads Charter's CPU kernels share matrix products among (none: the
+    /// caller's alone). Other backends ignore it.
+    pub threads: Option<std::rc::Rc<charter_threads::Pool>>,
 }
 
 /// What a model is, for `charter inspect` and the UI.
@@ -279,7 +282,11 @@ impl Model {
         let gguf = header.attach(&bytes)?;
         let decoder = match isa {
             Some(isa) => {
-                ModelDecoder::Cpu(Decoder::load(CpuBackend::with_isa(isa, Some(bytes.clone())), &gguf, config, capacity)?)
+                let mut backend = CpuBackend::with_isa(isa, Some(bytes.clone()));
+                if let Some(threads) = &options.threads {
+                    backend = backend.with_threads(threads.clone());
+                }
+                ModelDecoder::Cpu(Decoder::load(backend, &gguf, config, capacity)?)
             }
             #[cfg(feature = "candle")]
             None => ModelDecoder::Candle(Decoder::load(CandleBackend, &gguf, config, capacity)?),

@@ -231,7 +231,7 @@ fn every_architecture_runs_on_the_gpu_as_on_the_cpu() {
         let mut tiny = Tiny::new(arch);
         tiny.n_layers = 3;
         let bytes = tiny.build();
-        let gpu_options = LoadOptions { context_length: Some(64), backend: charter_engine::BackendChoice::Gpu };
+        let gpu_options = LoadOptions { context_length: Some(64), backend: charter_engine::BackendChoice::Gpu, ..Default::default() };
         let device = charter_gpu::Gpu::new_blocking(charter_gpu::GpuOptions { without_f16, ..Default::default() })
             .unwrap_or_else(|e| panic!("{e}: the GPU tests need an adapter"));
         let tolerance = if device.uses_f16() { 1e-2 } else { 5e-4 };
@@ -266,7 +266,7 @@ fn every_architecture_runs_on_the_gpu_as_on_the_cpu() {
 fn a_long_prompt_is_several_submissions_and_a_decode_step_one() {
     let mut tiny = Tiny::new("llama");
     tiny.context = 1024;
-    let options = LoadOptions { context_length: Some(1024), backend: charter_engine::BackendChoice::Gpu };
+    let options = LoadOptions { context_length: Some(1024), backend: charter_engine::BackendChoice::Gpu, ..Default::default() };
     let mut gpu = Model::load(&tiny.build(), &options).unwrap_or_else(|e| panic!("{e}: the GPU tests need an adapter"));
     let d = &mut gpu.decoder;
     // Three chunks of 256.

@@ -10,7 +10,7 @@ use charter_engine::{BackendChoice, Isa, LoadOptions, Model};
 use common::*;
 
 fn load_on(file: &str, backend: BackendChoice) -> Model {
-    Model::load(&model_bytes(file), &LoadOptions { context_length: Some(256), backend }).unwrap()
+    Model::load(&model_bytes(file), &LoadOptions { context_length: Some(256), backend, ..Default::default() }).unwrap()
 }
 
 #[test]
@@ -18,7 +18,7 @@ fn every_instruction_set_gives_the_same_logits() {
     for file in [SMOLLM2, GEMMA3] {
         let bytes = model_bytes(file);
         let run = |isa: Isa| {
-            let mut model = Model::load(&bytes, &LoadOptions { context_length: Some(64), backend: BackendChoice::CpuOn(isa) }).unwrap();
+            let mut model = Model::load(&bytes, &LoadOptions { context_length: Some(64), backend: BackendChoice::CpuOn(isa), ..Default::default() }).unwrap();
             let prompt = model.tokenizer.encode("The lighthouse keeper opened the bottle and read", false).unwrap();
             // A prefill (several tokens at once) and two decode steps.
             let mut out = LanguageModel::forward_all(&mut model.decoder, &prompt).unwrap();

@@ -29,7 +29,7 @@ fn parity_scope() -> (usize, usize) {
 }
 
 fn load_on(bytes: &[u8], backend: BackendChoice) -> Model {
-    Model::load(bytes, &LoadOptions { context_length: Some(512), backend }).unwrap_or_else(|e| {
+    Model::load(bytes, &LoadOptions { context_length: Some(512), backend, ..Default::default() }).unwrap_or_else(|e| {
         panic!("{e}: the GPU tests need an adapter (on Linux, Mesa's lavapipe: apt-get install mesa-vulkan-drivers)")
     })
 }

@@ -64,7 +64,7 @@ fn gaps(ours: &[f32], reference: &[(usize, f32)]) -> (f32, f32) {
 
 /// `oracle_raw_bound`: the largest raw first-step gap to the shared oracle.
 fn check(file: &str, oracle: &str, oracle_raw_bound: f32, backend: BackendChoice) {
-    let options = LoadOptions { context_length: Some(1024), backend };
+    let options = LoadOptions { context_length: Some(1024), backend, ..Default::default() };
     let model = Model::load(&model_bytes(file), &options).unwrap();
     let engine = model.decoder.describe();
     let x86 = x86_steps();

@@ -9,7 +9,7 @@
 //!   the bits mean;
 //! * [`q8`]: activations quantized once per row for the integer dot products;
 //! * [`dot`]: matrix products, on every instruction set, each equal bit for bit to the
-//!   portable one;
+//!   portable one, on one thread or shared by rows among a `charter_threads::Pool`'s;
 //! * [`attention`]: causal attention over an `f16` KV cache;
 //! * [`ops`]: the rest of a step (norms, rotary embeddings, activations, softmax),
 //!   with Charter's own `exp` and `tanh`, so every build agrees;
@@ -23,6 +23,6 @@ pub mod ops;
 pub mod q8;
 pub mod reference;
 
-pub use dot::{Isa, Matrix, ShapeError, matmul_f, matmul_q};
+pub use dot::{Isa, Matrix, ShapeError, matmul_f, matmul_f_on, matmul_q, matmul_q_on};
 pub use format::Format;
 pub use q8::{Q8Row, Q8Rows};

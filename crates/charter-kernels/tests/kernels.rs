@@ -10,7 +10,8 @@ use charter_kernels::attention::{self, Attention, KvCache};
 use charter_kernels::format::{Format, dequantize_row};
 use charter_kernels::half::f32_to_f16;
 use charter_kernels::dot::{Layout, tile_in_place};
-use charter_kernels::{Isa, Matrix, Q8Rows, matmul_f, matmul_q, reference};
+use charter_kernels::{Isa, Matrix, Q8Rows, matmul_f, matmul_f_on, matmul_q, matmul_q_on, reference};
+use charter_threads::Pool;
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -170,6 +171,63 @@ fn every_format_on_awkward_shapes() {
                 check(format, rows, cols, n, &mut rng, false);
                 if format == Format::Q8_0 {
                     check(format, rows, cols, n, &mut rng, true);
+                }
+            }
+        }
+    }
+}
+
+/// A pool of `threads` threads: real ones natively; in a wasm test (one thread) a pool
+/// whose helpers never start, so the caller runs every task of the split itself.
+fn pool(threads: usize) -> Pool {
+    #[cfg(not(target_arch = "wasm32"))]
+    return Pool::native(threads).unwrap();
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut unstarted = Vec::new();
+        let pool = Pool::with_helpers(threads, || 0.0, |h| {
+            unstarted.push(h);
+            Ok(())
+        })
+        .unwrap();
+        std::mem::forget(unstarted);
+        pool
+    }
+}
+
+#[test]
+fn products_shared_among_threads_equal_one_threads_bit_for_bit() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let pools = [pool(2), pool(3)];
+    for format in [Format::Q4_0, Format::Q4_1, Format::Q8_0, Format::Q4K, Format::Q6K, Format::F16, Format::F32] {
+        let cols = if format.block_len() == 256 { 512 } else { 320 };
+        // Rows that are no multiple of the split's runs, of tiles, or of the threads.
+        for (rows, n) in [(203, 1), (203, 3), (97, 9), (37, 1), (1000, 2)] {
+            let mut data = random_matrix(format, rows, cols, &mut rng);
+            let tiled = tile_in_place(format, rows, cols, &mut data);
+            let w = if tiled { Matrix::tiled(format, rows, cols, &data) } else { Matrix::new(format, rows, cols, &data) }.unwrap();
+            let x = activations(n, cols, &mut rng);
+            let mut q = Q8Rows::default();
+            if let Some(block) = w.activation_block() {
+                q.quantize(&x, n, cols, block);
+            }
+            for isa in Isa::available() {
+                let mut one = vec![0f32; n * rows];
+                match format.is_quantized() {
+                    true => matmul_q(isa, &w, &q, &mut one),
+                    false => matmul_f(isa, &w, &x, n, &mut one),
+                }
+                for pool in &pools {
+                    // Many times: the governor changes how many threads take part.
+                    for round in 0..40 {
+                        let mut many = vec![f32::NAN; n * rows];
+                        match format.is_quantized() {
+                            true => matmul_q_on(pool, isa, &w, &q, &mut many),
+                            false => matmul_f_on(pool, isa, &w, &x, n, &mut many),
+                        }
+                        let same = many.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{} {rows}×{cols} n={n} on {} threads, {} (round {round})", format.name(), pool.threads(), isa.name());
+                    }
                 }
             }
         }

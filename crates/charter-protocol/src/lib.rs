@@ -360,6 +360,17 @@ pub struct BackendReport {
     pub kernels: String,
     /// One sentence for the user on why `chosen` was chosen.
     pub reason: String,
+    /// Threads the CPU kernels run on (1 in the single-thread build).
+    #[serde(default = "one")]
+    pub threads: u32,
+    /// Why that many, for the user ("2 threads (…)", "one thread: the page is not
+    /// cross-origin isolated …").
+    #[serde(default)]
+    pub threads_reason: String,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A model in storage.

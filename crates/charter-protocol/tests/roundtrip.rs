@@ -83,6 +83,8 @@ fn events() -> Vec<Event> {
                 webgpu_description: None,
                 kernels: "wasm-relaxed-simd".into(),
                 reason: "no adapter".into(),
+                threads: 2,
+                threads_reason: "2 threads".into(),
             },
         },
         Event::Backend {
@@ -92,6 +94,8 @@ fn events() -> Vec<Event> {
                 webgpu_description: Some("gpu".into()),
                 kernels: "wasm-simd128".into(),
                 reason: "fell back".into(),
+                threads: 1,
+                threads_reason: String::new(),
             },
         },
         Event::Progress { phase: Phase::Downloading, done: 5, total: Some(10) },

@@ -17,7 +17,10 @@ use std::rc::Rc;
 use charter_protocol::{decode, encode, Envelope, ErrorKind, Event, ModelSource, Request, WorkerError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+
 use web_sys::{ErrorEvent, MessageEvent, MessagePort, Worker};
+
+use crate::simd::WorkerBuild;
 
 /// The id of the relay's own seal request, far above any id the API uses.
 const SEAL_ID: u64 = (1 << 53) - 1;
@@ -28,14 +31,22 @@ struct Relay {
     /// Whether to seal the worker once a model is loaded.
     keep_off_network: bool,
     sealed: Cell<bool>,
-    /// Whether the running worker said it is ready (a relaxed build that fails before
-    /// then gives way to the SIMD128 one).
+    /// Whether the running worker said it is ready (a build that fails before then
+    /// gives way to the next, `WorkerBuild::fallback`).
     ready: Cell<bool>,
     /// Requests that came before it was: a worker reads none until its module has
     /// started, and a message it gets earlier is lost.
     queued: RefCell<Vec<String>>,
-    relaxed: Cell<bool>,
+    build: Cell<WorkerBuild>,
+    /// Why a single-thread build runs where threads could (for its backend report).
+    note: RefCell<Option<String>>,
+    /// Workers started, so a start's watchdog knows whether its worker still runs.
+    spawned: Cell<u64>,
 }
+
+/// How long a build with a fallback may take to say it is ready (as the app's own
+/// worker, `client.rs`).
+const START_MS: i32 = 10_000;
 
 /// Serves the API on `port` for as long as the frame lives.
 pub fn serve(port: MessagePort) {
@@ -46,7 +57,9 @@ pub fn serve(port: MessagePort) {
         sealed: Cell::new(false),
         ready: Cell::new(false),
         queued: RefCell::new(Vec::new()),
-        relaxed: Cell::new(crate::simd::relaxed_supported()),
+        build: Cell::new(WorkerBuild::best()),
+        note: RefCell::new(None),
+        spawned: Cell::new(0),
     });
     let handler = relay.clone();
     let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |e: MessageEvent| handler.request(e.data().as_string()));
@@ -87,10 +100,35 @@ impl Relay {
         }
     }
 
+    /// A worker that is not ready yet failed: the next build starts and reads what was
+    /// queued. False where there is no next build (or it was ready: a crash).
+    fn start_next(self: &Rc<Self>, reason: &str) -> bool {
+        let build = self.build.get();
+        let (false, Some(next)) = (self.ready.get(), build.fallback()) else { return false };
+        if let Some(old) = self.worker.take() {
+            old.terminate();
+        }
+        if build == WorkerBuild::Threads {
+            self.note.replace(Some(format!("the threaded build did not start here ({reason})")));
+        }
+        self.build.set(next);
+        self.spawn();
+        true
+    }
+
     fn spawn(self: &Rc<Self>) {
         self.ready.set(false);
-        let url = if self.relaxed.get() { "./charter-worker-relaxed_loader.js" } else { "./charter-worker_loader.js" };
-        let worker = match Worker::new(url) {
+        self.spawned.set(self.spawned.get() + 1);
+        if let Some(window) = web_sys::window().filter(|_| self.build.get().fallback().is_some()) {
+            let (relay, generation) = (self.clone(), self.spawned.get());
+            let watchdog = Closure::once_into_js(move || {
+                if relay.spawned.get() == generation && !relay.ready.get() {
+                    relay.start_next(&format!("not ready after {} s", START_MS / 1000));
+                }
+            });
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(watchdog.unchecked_ref(), START_MS);
+        }
+        let worker = match self.build.get().start(self.note.borrow().as_deref()) {
             Ok(worker) => worker,
             Err(e) => return self.refuse(0, ErrorKind::Internal, format!("the API's worker could not start: {e:?}")),
         };
@@ -121,14 +159,12 @@ impl Relay {
         let relay = self.clone();
         let on_error = Closure::<dyn Fn(ErrorEvent)>::new(move |e: ErrorEvent| {
             e.prevent_default();
+            relay.sealed.set(false);
+            if relay.start_next(&e.message()) {
+                return;
+            }
             if let Some(old) = relay.worker.take() {
                 old.terminate();
-            }
-            relay.sealed.set(false);
-            if relay.relaxed.get() && !relay.ready.get() {
-                // The relaxed build cannot run here; the SIMD128 one reads what was queued.
-                relay.relaxed.set(false);
-                return relay.spawn();
             }
             relay.queued.take();
             // The API's requests to the old worker fail with this; the next ones start a new one.

@@ -92,6 +92,14 @@ fn request_persistence() {
     }
 }
 
+/// The backend's reason, and on the CPU the threads' (`2 threads (…)`, `one thread: …`).
+fn with_threads(b: &charter_protocol::BackendReport) -> String {
+    match b.chosen {
+        BackendKind::WasmSimd if !b.threads_reason.is_empty() => format!("{} The CPU kernels run on {}.", b.reason, b.threads_reason),
+        _ => b.reason.clone(),
+    }
+}
+
 #[component]
 fn Header(state: AppState) -> impl IntoView {
     let toggle = move |panel: Panel| {
@@ -104,12 +112,17 @@ fn Header(state: AppState) -> impl IntoView {
     let backend_text = move || match state.backend.get() {
         None => "Detecting…".to_owned(),
         Some(b) => match b.chosen {
-            BackendKind::WasmSimd if b.kernels == "wasm-relaxed-simd" => "CPU · WebAssembly relaxed SIMD".to_owned(),
-            BackendKind::WasmSimd => "CPU · WebAssembly SIMD128".to_owned(),
+            BackendKind::WasmSimd => {
+                let simd = if b.kernels == "wasm-relaxed-simd" { "relaxed SIMD" } else { "SIMD128" };
+                match b.threads {
+                    0 | 1 => format!("CPU · WebAssembly {simd}"),
+                    n => format!("CPU · WebAssembly {simd} · {n} threads"),
+                }
+            }
             BackendKind::WebGpu => "GPU · WebGPU".to_owned(),
         },
     };
-    let backend_reason = move || state.backend.get().map(|b| b.reason).unwrap_or_default();
+    let backend_reason = move || state.backend.get().map(|b| with_threads(&b)).unwrap_or_default();
     let meter = move || {
         let total = state.model.get().map_or(0, |m| m.context_length);
         format!("{} / {} tokens", state.context_used.get(), total)
@@ -509,7 +522,7 @@ fn Settings(state: AppState) -> impl IntoView {
                     <option value="gpu">"The GPU, even a software one"</option>
                 </select>
             </label>
-            <p data-testid="backend-reason">{move || state.backend.get().map(|b| b.reason).unwrap_or_default()}</p>
+            <p data-testid="backend-reason">{move || state.backend.get().map(|b| with_threads(&b)).unwrap_or_default()}</p>
             <p data-testid="backend-kernels">{move || {
                 let kernels = state.backend.get().map(|b| b.kernels).unwrap_or_default();
                 match state.model.get() {

@@ -2,11 +2,13 @@
 //! new one when it dies. One worker per page; it lives in a thread-local because the
 //! browser objects it holds are not `Send`.
 //!
-//! The worker comes in two builds: with relaxed SIMD's integer dot product (started
-//! where the browser validates relaxed SIMD) and with SIMD128 only. A relaxed build that
-//! dies before it is ready, or is not ready within [`RELAXED_START_MS`] (a module that
-//! fails to compile rejects a promise inside the worker, which no error event reports),
-//! is not tried again: the page falls back to the SIMD128 one.
+//! The worker comes in three builds ([`WorkerBuild`]): with threads on shared memory
+//! (started where the page is cross-origin isolated and the browser has relaxed SIMD),
+//! with relaxed SIMD's integer dot product on one thread, and with SIMD128 only. A
+//! build that dies before it is ready, or is not ready within [`START_MS`] (a module
+//! that fails to compile rejects a promise inside the worker, which no error event
+//! reports), is not tried again: the page falls back to the next one, and tells it why
+//! where that costs it threads.
 
 use std::cell::{Cell, RefCell};
 
@@ -15,13 +17,12 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-/// Where Trunk puts the loader of the SIMD128 build of the worker.
-const WORKER_URL: &str = "./charter-worker_loader.js";
-/// And of the relaxed-SIMD build.
-const RELAXED_WORKER_URL: &str = "./charter-worker-relaxed_loader.js";
-/// How long a relaxed-SIMD worker may take to say it is ready before the page gives up
-/// on it. Starting takes well under a second; only a build that cannot run takes this.
-const RELAXED_START_MS: i32 = 10_000;
+use crate::simd::WorkerBuild;
+
+/// How long a worker build with a fallback may take to say it is ready before the page
+/// gives up on it. Starting takes well under a second; only a build that cannot run
+/// takes this.
+const START_MS: i32 = 10_000;
 
 type Listener = Box<dyn Fn(u64, Event)>;
 type DeathListener = Box<dyn Fn(String)>;
@@ -31,8 +32,10 @@ thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
     static LISTENER: RefCell<Option<Listener>> = const { RefCell::new(None) };
     static ON_DEATH: RefCell<Option<DeathListener>> = const { RefCell::new(None) };
-    /// Whether to start the relaxed-SIMD build.
-    static RELAXED: Cell<bool> = const { Cell::new(false) };
+    /// The build to start.
+    static BUILD: Cell<WorkerBuild> = const { Cell::new(WorkerBuild::Simd128) };
+    /// Why a single-thread build runs where the page could share memory, for it to say.
+    static NOTE: RefCell<Option<String>> = const { RefCell::new(None) };
     /// Whether the running worker has said it is ready.
     static READY: Cell<bool> = const { Cell::new(false) };
     /// Counts the workers started, so a timer knows whether its worker still runs.
@@ -44,7 +47,7 @@ thread_local! {
 pub fn start(on_event: impl Fn(u64, Event) + 'static, on_death: impl Fn(String) + 'static) -> Result<(), String> {
     LISTENER.with(|l| *l.borrow_mut() = Some(Box::new(on_event)));
     ON_DEATH.with(|l| *l.borrow_mut() = Some(Box::new(on_death)));
-    RELAXED.with(|r| r.set(crate::simd::relaxed_supported()));
+    BUILD.with(|b| b.set(WorkerBuild::best()));
     spawn()
 }
 
@@ -54,17 +57,16 @@ fn spawn() -> Result<(), String> {
         s.set(s.get() + 1);
         s.get()
     });
-    let relaxed = RELAXED.with(Cell::get);
-    let url = if relaxed { RELAXED_WORKER_URL } else { WORKER_URL };
-    let worker = Worker::new(url).map_err(|e| format!("the inference worker could not start: {e:?}"))?;
-    if relaxed {
+    let build = BUILD.with(Cell::get);
+    let worker = NOTE.with(|n| build.start(n.borrow().as_deref())).map_err(|e| format!("the inference worker could not start: {e:?}"))?;
+    if build.fallback().is_some() {
         let watchdog = Closure::once_into_js(move || {
             if SPAWNED.with(Cell::get) == generation && !READY.with(Cell::get) {
-                died(format!("the relaxed-SIMD worker was not ready after {} s", RELAXED_START_MS / 1000));
+                died(format!("the {} worker was not ready after {} s", build.name(), START_MS / 1000));
             }
         });
         if let Some(window) = web_sys::window() {
-            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(watchdog.unchecked_ref(), RELAXED_START_MS);
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(watchdog.unchecked_ref(), START_MS);
         }
     }
     let on_message = Closure::<dyn Fn(MessageEvent)>::new(|message: MessageEvent| {
@@ -98,8 +100,13 @@ fn died(reason: String) {
     if let Some(old) = WORKER.with(|w| w.borrow_mut().take()) {
         old.terminate();
     }
-    if !READY.with(Cell::get) && RELAXED.with(|r| r.replace(false)) {
-        web_sys::console::warn_1(&format!("the relaxed-SIMD worker did not start ({reason}); using the SIMD128 build").into());
+    let build = BUILD.with(Cell::get);
+    if let (false, Some(next)) = (READY.with(Cell::get), build.fallback()) {
+        web_sys::console::warn_1(&format!("the {} worker did not start ({reason}); using the {} build", build.name(), next.name()).into());
+        if build == WorkerBuild::Threads {
+            NOTE.with(|n| *n.borrow_mut() = Some(format!("the threaded build did not start here ({reason})")));
+        }
+        BUILD.with(|b| b.set(next));
     }
     ON_DEATH.with(|l| {
         if let Some(listener) = l.borrow().as_ref() {

@@ -42,3 +42,73 @@ pub fn relaxed_supported() -> bool {
     let bytes = js_sys::Uint8Array::from(&RELAXED_PROBE[..]);
     js_sys::WebAssembly::validate(&bytes).unwrap_or(false)
 }
+
+/// Whether this page can share memory with workers: it is cross-origin isolated (its
+/// server, or the app's service worker, sends COOP and COEP) and has
+/// `SharedArrayBuffer`.
+pub fn threads_possible() -> bool {
+    let global = js_sys::global();
+    let has = |name: &str| js_sys::Reflect::get(&global, &name.into()).is_ok_and(|v| v.is_truthy());
+    has("crossOriginIsolated") && has("SharedArrayBuffer")
+}
+
+/// The builds of the inference worker, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerBuild {
+    /// Threads on shared memory, with relaxed SIMD.
+    Threads,
+    /// One thread, relaxed SIMD.
+    Relaxed,
+    /// One thread, SIMD128.
+    Simd128,
+}
+
+impl WorkerBuild {
+    /// The best build this browser and page can run.
+    pub fn best() -> WorkerBuild {
+        match (relaxed_supported(), threads_possible()) {
+            (true, true) => WorkerBuild::Threads,
+            (true, false) => WorkerBuild::Relaxed,
+            (false, _) => WorkerBuild::Simd128,
+        }
+    }
+
+    /// The build to start when this one did not: `None` after the last.
+    pub fn fallback(self) -> Option<WorkerBuild> {
+        match self {
+            WorkerBuild::Threads => Some(WorkerBuild::Relaxed),
+            WorkerBuild::Relaxed => Some(WorkerBuild::Simd128),
+            WorkerBuild::Simd128 => None,
+        }
+    }
+
+    /// What to call it in a message.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkerBuild::Threads => "threaded",
+            WorkerBuild::Relaxed => "relaxed-SIMD",
+            WorkerBuild::Simd128 => "SIMD128",
+        }
+    }
+
+    /// Starts it. `note` (why a single-thread build runs where the page could share
+    /// memory) becomes the worker's name, which its backend report reads.
+    pub fn start(self, note: Option<&str>) -> Result<web_sys::Worker, wasm_bindgen::JsValue> {
+        let loader = match self {
+            WorkerBuild::Threads => "./charter-worker-threads_loader.js",
+            WorkerBuild::Relaxed => "./charter-worker-relaxed_loader.js",
+            WorkerBuild::Simd128 => "./charter-worker_loader.js",
+        };
+        let note = note.map(str::to_owned).or_else(|| {
+            (self == WorkerBuild::Simd128 && threads_possible()).then(|| "this browser has no relaxed SIMD, which the threaded build needs".to_owned())
+        });
+        let options = web_sys::WorkerOptions::new();
+        if let Some(note) = note {
+            options.set_name(&format!("{NOTE_PREFIX}{note}"));
+        }
+        web_sys::Worker::new_with_options(loader, &options)
+    }
+}
+
+/// What a worker's name starts with when it carries a note for its backend report.
+pub const NOTE_PREFIX: &str = "one thread: ";

@@ -11,7 +11,7 @@ use wasm_bindgen_futures::JsFuture;
 /// SwiftShader is far slower than the CPU kernels). The page starts the relaxed-SIMD
 /// build of this worker where the browser validates relaxed SIMD, so the CPU kernels in
 /// use are this build's best.
-pub async fn detect() -> BackendReport {
+pub async fn detect(threads: &crate::threads::Threads) -> BackendReport {
     let adapter = webgpu_adapter().await;
     let (webgpu_adapter, webgpu_description) = match &adapter {
         Some(info) => (true, Some(info.name.clone())),
@@ -28,6 +28,8 @@ pub async fn detect() -> BackendReport {
         webgpu_description: webgpu_description.clone(),
         kernels: isa.name().to_owned(),
         reason,
+        threads: threads.count as u32,
+        threads_reason: threads.reason.clone(),
     };
     let Some(info) = adapter else {
         return cpu_report(format!("This browser offers no WebGPU adapter, so the model runs {cpu}."));
@@ -45,6 +47,8 @@ pub async fn detect() -> BackendReport {
             webgpu_description,
             kernels: "webgpu".to_owned(),
             reason: format!("This browser offers a WebGPU adapter ({}), so the model runs on the GPU with Charter's WGSL kernels.", info.name),
+            threads: threads.count as u32,
+            threads_reason: threads.reason.clone(),
         },
         Err(e) => cpu_report(format!("This browser offers a WebGPU adapter ({}), but it did not open ({e}), so the model runs {cpu}.", info.name)),
     }

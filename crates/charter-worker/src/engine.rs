@@ -84,12 +84,14 @@ impl Engine {
     /// With a GPU device the model goes onto it once the device's products agree with
     /// the CPU's on the model's own weights; if they do not, or the load fails there, the
     /// model runs on the CPU and the second value says why. The window is chosen by
-    /// `charter_core::window`, its cache within `cache_budget_bytes`.
+    /// `charter_core::window`, its cache within `cache_budget_bytes`. On the CPU, matrix
+    /// products are shared among `threads` where there are any.
     pub async fn load(
         bytes: Vec<u8>,
         context_length: Option<usize>,
         layers: &Layers,
         gpu: Option<charter_gpu::Gpu>,
+        threads: Option<std::rc::Rc<charter_threads::Pool>>,
         cache_budget_bytes: u64,
     ) -> Result<(Engine, Option<String>), WorkerError> {
         let bad = |e: charter_engine::LoadError| WorkerError::new(ErrorKind::BadModel, format!("this file is not a model Charter can run: {e}"));
@@ -104,7 +106,7 @@ impl Engine {
             cache_budget_bytes,
         );
         let window_reason = window.describe(facts.train_context, facts.kv_bytes_per_token);
-        let options = LoadOptions { context_length: Some(window.tokens), ..LoadOptions::default() };
+        let options = LoadOptions { context_length: Some(window.tokens), threads, ..LoadOptions::default() };
         let mut fell_back = None;
         let mut on_gpu = None;
         if let Some(gpu) = gpu {

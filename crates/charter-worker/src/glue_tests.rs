@@ -49,7 +49,7 @@ async fn yielding_lets_queued_tasks_run() {
 
 #[wasm_bindgen_test]
 async fn the_backend_report_explains_itself() {
-    let report = backend::detect().await;
+    let report = backend::detect(&crate::threads::start()).await;
     assert_eq!(report.chosen, charter_protocol::BackendKind::WasmSimd);
     assert!(report.reason.contains("WebAssembly SIMD"), "{}", report.reason);
     assert_eq!(report.webgpu_adapter, report.webgpu_description.is_some());

@@ -27,10 +27,21 @@ mod runtime;
 #[cfg(target_arch = "wasm32")]
 mod state_store;
 #[cfg(target_arch = "wasm32")]
+mod threads;
+#[cfg(target_arch = "wasm32")]
 mod storage;
 
 #[cfg(target_arch = "wasm32")]
 pub use runtime::start;
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub use threads::charter_helper_run;
+
+/// Whether this instance of the module runs in one of the threaded build's helper
+/// workers (which set `CHARTER_HELPER` before instantiating it), not as the worker.
+#[cfg(target_arch = "wasm32")]
+pub fn is_helper() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &"CHARTER_HELPER".into()).is_ok_and(|v| v.is_truthy())
+}
 
 #[cfg(all(test, target_arch = "wasm32"))]
 mod glue_tests;

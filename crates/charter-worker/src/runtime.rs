@@ -38,6 +38,8 @@ struct State {
     /// Where the loaded model's bytes can be read again, and the context it was loaded
     /// with: the GPU keeps no copy, and a lost GPU hands the model back to the CPU.
     reload: RefCell<Option<(Reload, Option<usize>)>>,
+    /// The CPU kernels' threads, started once with the worker.
+    threads: crate::threads::Threads,
 }
 
 /// Where a loaded model's bytes come from.
@@ -74,7 +76,7 @@ fn post_error(id: u64, error: WorkerError) {
 /// Installs the message handler and announces the worker.
 pub fn start() {
     console_error_panic_hook::set_once();
-    let state = Rc::new(State::default());
+    let state = Rc::new(State { threads: crate::threads::start(), ..State::default() });
     let handler_state = state.clone();
     let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
         let (text, attachment) = match message.data().dyn_into::<Array>() {
@@ -92,7 +94,7 @@ pub fn start() {
     scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
     handler.forget();
     wasm_bindgen_futures::spawn_local(async move {
-        let report = backend::detect().await;
+        let report = backend::detect(&state.threads).await;
         state.backend.replace(Some(report.clone()));
         state.shown_backend.replace(Some(report.clone()));
         post(0, Event::Ready { backend: report });
@@ -252,7 +254,7 @@ async fn load_inner(
         post(id, Event::Progress { phase: Phase::Compiling, done: 0, total: None });
         yield_now().await;
     }
-    let (mut engine, fell_back) = Engine::load(bytes, context_length, &layers, gpu, crate::js::cache_budget_bytes()).await?;
+    let (mut engine, fell_back) = Engine::load(bytes, context_length, &layers, gpu, state.threads.pool.clone(), crate::js::cache_budget_bytes()).await?;
     if let Some(why) = fell_back {
         backend::fall_back(&mut report, &why);
     }
@@ -478,7 +480,7 @@ async fn reload_on_cpu(state: &State, id: u64, layers: &Layers, reason: &str) ->
         return Err(WorkerError::new(ErrorKind::Internal, format!("{reason}, and the model cannot be read again")));
     };
     let bytes = read(&reload).await?;
-    let (mut cpu, _) = Engine::load(bytes, context_length, layers, None, crate::js::cache_budget_bytes()).await?;
+    let (mut cpu, _) = Engine::load(bytes, context_length, layers, None, state.threads.pool.clone(), crate::js::cache_budget_bytes()).await?;
     let state_model = state.state_model.borrow().clone();
     prepare(id, &mut cpu, state_model.as_ref(), false).await?;
     let mut report = state.shown_backend.borrow().clone().or_else(|| state.backend.borrow().clone());

@@ -137,6 +137,7 @@ fn build_web() -> anyhow::Result<PathBuf> {
     c.args(["build", "--release"]).current_dir(&root).env("CHARTER_BUILD_ID", build_id(&root));
     run(c)?;
     let dist = root.join("dist");
+    threaded_worker(&root, &dist)?;
     let (id, file) = default_model()?;
     let source = models.iter().find(|(m, _)| *m == id).map(|(_, p)| p.clone()).context("the default model was not fetched")?;
     let dir = dist.join("models");
@@ -151,6 +152,46 @@ fn build_web() -> anyhow::Result<PathBuf> {
     let version = pwa::write_service_worker(&dist, &root.join("public/sw.js"))?;
     eprintln!("xtask: the app's shell is version {version}");
     Ok(dist)
+}
+
+/// Builds the threaded worker into `dist/` beside Trunk's two: the same crate with
+/// `--features threads`, its standard library rebuilt with atomics, memory shared and
+/// imported (so helper workers can instantiate the module on it), and the TLS exports
+/// wasm-bindgen's thread support needs. Its loader and its helpers' script are copied
+/// from `public/`.
+fn threaded_worker(root: &Path, dist: &Path) -> anyhow::Result<()> {
+    let target = target_dir().join("threads");
+    let flags = [
+        "-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128",
+        "--cfg getrandom_backend=\"wasm_js\"",
+        "-C link-arg=--shared-memory",
+        "-C link-arg=--import-memory",
+        // The most a tab may grow it to; a browser reserves the address space, not memory.
+        "-C link-arg=--max-memory=4294967296",
+        "-C link-arg=--export=__wasm_init_tls",
+        "-C link-arg=--export=__tls_size",
+        "-C link-arg=--export=__tls_align",
+        "-C link-arg=--export=__tls_base",
+    ];
+    let mut c = Command::new("rustup");
+    c.args(["run", setup::NIGHTLY, "cargo", "build", "--release", "--target", "wasm32-unknown-unknown"])
+        .args(["-Z", "build-std=panic_abort,std", "--package", "charter-worker", "--bin", "charter-worker-threads", "--features", "threads"])
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("RUSTFLAGS", flags.join(" "))
+        .env("CHARTER_BUILD_ID", build_id(root))
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .env_remove("CARGO");
+    run(c)?;
+    let wasm = target.join("wasm32-unknown-unknown/release/charter-worker-threads.wasm");
+    let mut bindgen = Command::new("wasm-bindgen");
+    bindgen.args(["--target", "no-modules", "--no-typescript", "--out-name", "charter-worker-threads", "--out-dir"]).arg(dist).arg(&wasm);
+    run(bindgen)?;
+    for file in ["charter-worker-threads_loader.js", "charter-helper.js"] {
+        std::fs::copy(root.join("public").join(file), dist.join(file)).with_context(|| format!("copying public/{file} into dist"))?;
+    }
+    Ok(())
 }
 
 /// Names this build for the worker's saved model states (a state is only restored into

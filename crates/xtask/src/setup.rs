@@ -1,5 +1,6 @@
 //! Installs what the web build and the browser tests need, each only when missing:
-//! the wasm target, wasm-bindgen-cli at the version in Cargo.lock, Trunk, Chromium
+//! the wasm target, the pinned nightly toolchain with the standard library's source
+//! (for the threaded worker), wasm-bindgen-cli at the version in Cargo.lock, Trunk, Chromium
 //! with its driver, a Vulkan driver for the GPU kernels' tests (Mesa's software
 //! lavapipe where the machine has none), and the end-to-end tests' npm packages.
 
@@ -41,10 +42,31 @@ pub fn vulkan_driver() -> anyhow::Result<()> {
     run(install)
 }
 
-/// What `trunk build` needs.
+/// What `trunk build` and the threaded worker's build need.
 pub fn web_tools() -> anyhow::Result<()> {
     wasm_bindgen()?;
+    nightly()?;
     trunk()
+}
+
+/// The nightly toolchain the threaded worker is built with, pinned: shared memory in
+/// wasm needs the standard library rebuilt with atomics (`-Z build-std`), which only
+/// nightly offers. Its date is the one of the stable release the rest builds with.
+pub const NIGHTLY: &str = "nightly-2026-05-20";
+
+/// [`NIGHTLY`] with the wasm target and `rust-src`.
+pub fn nightly() -> anyhow::Result<()> {
+    let has = |args: &[&str], what: &str| {
+        Command::new("rustup").args(args).output().is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains(what))
+    };
+    if has(&["component", "list", "--installed", "--toolchain", NIGHTLY], "rust-src")
+        && has(&["target", "list", "--installed", "--toolchain", NIGHTLY], "wasm32-unknown-unknown")
+    {
+        return Ok(());
+    }
+    let mut c = Command::new("rustup");
+    c.args(["toolchain", "install", NIGHTLY, "--profile", "minimal", "--component", "rust-src", "--target", "wasm32-unknown-unknown"]);
+    run(c).context("installing the nightly toolchain for the threaded worker")
 }
 
 /// The wasm32 target.

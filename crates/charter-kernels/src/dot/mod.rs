@@ -151,10 +151,13 @@ legacy!(Q51, 24, 8, Some(4), Some(2), 0, false);
 legacy!(Q80, 34, 2, None, None, 0, true);
 
 pub mod scalar;
+mod split;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub use split::{matmul_f_on, matmul_q_on};
 
 use crate::format::Format;
 use crate::q8::Q8Rows;
