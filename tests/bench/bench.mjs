@@ -117,7 +117,7 @@ async function browserRun(engine, modelUrl, system, plan) {
 function nativeRun(engine, modelPath, planPath) {
   const [cmd, args] = engine === 'llama.cpp'
     ? [process.env.CHARTER_BENCH_PYTHON, [path.join(here, 'native.py'), modelPath, planPath, '1']]
-    : [process.env.CHARTER_BIN, ['bench', '--model', modelPath, '--plan', planPath, '--json']];
+    : [process.env.CHARTER_BIN, ['bench', '--model', modelPath, '--plan', planPath, '--threads', '1', '--json']];
   const r = JSON.parse(execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
   return { engine: r.engine, load_s: r.load_seconds, plan: r.result, peak_memory_bytes: r.peak_rss_bytes };
 }

@@ -101,8 +101,10 @@ enum Command {
         /// the same tokens), with each prompt as text too (`texts`).
         #[arg(long)]
         print_plan: bool,
-        /// Print JSON: `engine`, `load_seconds`, `result`, `ms_per_token`, `dispatches_per_token`
-        /// (null off the GPU), `peak_rss_bytes`.
+        /// Print JSON: `engine`, `threads`, `load_seconds`, `result`, `ms_per_token`,
+        /// `dispatches_per_token` (null off the GPU), `peak_rss_bytes`,
+        /// `products_by_threads` (on several threads: how many shapes of product the
+        /// governor runs at each count); one line per thread count.
         #[arg(long)]
         json: bool,
     },

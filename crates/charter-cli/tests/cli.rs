@@ -410,24 +410,35 @@ fn bench_prints_the_documented_json_and_counts_the_gpus_dispatches() {
         serde_json::json!({ "prompt": prompt, "prefill": [4, 12], "decode": 3, "context": [100, 101, 102], "turn": [103, 104] });
     std::fs::write(&plan, body.to_string()).unwrap();
     let model = smollm2();
-    let run = |backend: &str| {
-        json_of(&charter(&[
+    let bench = |backend: &str, threads: &str| {
+        charter(&[
             "bench",
             "--json",
             "--backend",
             backend,
+            "--threads",
+            threads,
             "--model",
             model.to_str().unwrap(),
             "--plan",
             plan.to_str().unwrap(),
-        ]))
+        ])
     };
+    let run = |backend: &str| json_of(&bench(backend, "1"));
     let cpu = run("cpu");
-    for key in ["engine", "load_seconds", "result", "ms_per_token", "peak_rss_bytes"] {
+    for key in ["engine", "load_seconds", "result", "ms_per_token", "peak_rss_bytes", "threads"] {
         assert!(!cpu[key].is_null(), "{key} missing: {cpu}");
     }
     assert_eq!(cpu["result"]["decode_tokens"], 3);
+    assert_eq!(cpu["threads"], 1);
     assert!(cpu["dispatches_per_token"].is_null(), "the CPU dispatches nothing: {cpu}");
+    // Several thread counts: one JSON line each, with what the governor chose per shape.
+    let out = bench("cpu", "1,2");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert_eq!(lines.iter().map(|l| l["threads"].as_u64()).collect::<Vec<_>>(), [Some(1), Some(2)]);
+    assert!(lines[0]["products_by_threads"].is_null() && lines[1]["products_by_threads"].is_object(), "{lines:?}");
+    assert!(lines[1]["engine"].as_str().is_some_and(|e| e.ends_with(", 2 threads)")), "{lines:?}");
     // On the GPU a step of SmolLM2's 30 layers takes at most eight dispatches a layer
     // (norm; q, k and v; their norms, rotation and cache write; attention; output;
     // add and norm; gate and up; the gated down projection) and five for the embedding,

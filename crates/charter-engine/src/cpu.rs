@@ -142,8 +142,8 @@ pub struct CpuBackend {
     source: Option<Arc<Vec<u8>>>,
     pool: Rc<Pool>,
     scratch: RefCell<attention::Scratch>,
-    /// The threads matrix products are shared among (the caller alone by default);
-    /// every other step runs on the caller, where splitting it does not pay.
+    /// The threads matrix products and attention are shared among (the caller alone by
+    /// default); every other step runs on the caller, where splitting it does not pay.
     threads: Rc<Threads>,
 }
 
@@ -378,7 +378,7 @@ impl Backend for CpuBackend {
         }
         cache.write(start, &k.data, &v.data);
         let mut out = self.tensor(q.n, q.width);
-        attention::attend(p, &q.data, cache, start, &mut out.data, &mut self.scratch.borrow_mut());
+        attention::attend_on(&self.threads, p, &q.data, cache, start, &mut out.data, &mut self.scratch.borrow_mut());
         Ok(out)
     }
 

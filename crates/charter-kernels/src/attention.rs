@@ -7,7 +7,10 @@
 //! used by all of the tile's queries, so a prefill chunk reads the cache once per tile,
 //! not once per query.
 
+use charter_threads::{Job, Pool};
+
 use crate::dot::scalar::dot_f32;
+use crate::shared::SharedOut;
 use crate::half::{f16_to_f32_finite, f32_to_f16};
 use crate::ops;
 
@@ -195,18 +198,14 @@ pub fn remove_positions(
     len - (to - from)
 }
 
-/// Attends `n` query rows (`(n, n_heads · head_dim)`) at positions `start..start + n`
-/// over the cache, whose positions `0..start + n` must be written; the result has the
-/// queries' shape.
-///
-/// # Panics
-/// When shapes disagree with the cache.
-pub fn attend(p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &mut [f32], scratch: &mut Scratch) {
+/// Checks an attention call's shapes; returns the query rows.
+fn rows_of(p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &[f32]) -> usize {
     let hd = p.head_dim;
     let width = p.n_heads * hd;
-    let n = q.len() / width;
+    let n = q.len() / width.max(1);
     assert!(
-        q.len() == n * width
+        width > 0
+            && q.len() == n * width
             && out.len() == q.len()
             && hd == cache.head_dim
             && p.n_kv_heads == cache.heads
@@ -215,6 +214,78 @@ pub fn attend(p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &mut
             && start + n <= cache.capacity,
         "attention of {n} rows at {start}"
     );
+    n
+}
+
+/// Attends `n` query rows (`(n, n_heads · head_dim)`) at positions `start..start + n`
+/// over the cache, whose positions `0..start + n` must be written; the result has the
+/// queries' shape.
+///
+/// # Panics
+/// When shapes disagree with the cache.
+pub fn attend(p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &mut [f32], scratch: &mut Scratch) {
+    let n = rows_of(p, q, cache, start, out);
+    out.fill(0.0);
+    let tiles = n.div_ceil(TILE);
+    let shared = SharedOut::new(out);
+    for unit in 0..p.n_kv_heads * tiles {
+        // SAFETY: `shared` is this call's output, and units run one after another.
+        unsafe { attend_unit(p, q, cache, start, n, unit / tiles, unit % tiles * TILE, &shared, scratch) };
+    }
+}
+
+thread_local! {
+    /// Each thread's buffers for [`attend_on`] (a pool's helpers live as long as it).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// [`attend`] shared among a pool's threads, a key head and a tile of queries per task:
+/// the same values, since every task computes what [`attend`] computes for its part, in
+/// the same order.
+///
+/// # Panics
+/// As [`attend`].
+pub fn attend_on(pool: &Pool, p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &mut [f32], scratch: &mut Scratch) {
+    let n = rows_of(p, q, cache, start, out);
+    let tiles = n.div_ceil(TILE);
+    let units = p.n_kv_heads * tiles;
+    if pool.threads() == 1 || units == 1 {
+        return attend(p, q, cache, start, out, scratch);
+    }
+    out.fill(0.0);
+    // Scores and weighted sums: about 2 · n · context · n_heads · head_dim multiply-adds.
+    let work = 2 * (n * (start + n) * p.n_heads * p.head_dim) as u64;
+    let shape = (1 << 63) ^ ((p.n_heads as u64) << 40) ^ ((p.head_dim as u64) << 24) ^ (u64::from(n.ilog2()) << 8) ^ u64::from((start + n).ilog2());
+    let shared = SharedOut::new(out);
+    pool.run(Job { tasks: units, work, shape }, &|unit| {
+        SCRATCH.with(|s| {
+            // SAFETY: each unit writes only its own key head's query heads in its own
+            // tile's rows, and the job ends before `out`'s borrow does.
+            unsafe { attend_unit(p, q, cache, start, n, unit / tiles, unit % tiles * TILE, &shared, &mut s.borrow_mut()) };
+        });
+    });
+}
+
+/// One key head's part of attention for one tile of queries: the rows
+/// `tile_start..tile_start + TILE` of the query heads that read key head `kh`.
+///
+/// # Safety
+/// `out` is the output of `rows_of`'s shape, and no other thread writes these rows of
+/// these heads while this runs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_unit(
+    p: &Attention,
+    q: &[f32],
+    cache: &KvCache,
+    start: usize,
+    n: usize,
+    kh: usize,
+    tile_start: usize,
+    out: &SharedOut,
+    scratch: &mut Scratch,
+) {
+    let hd = p.head_dim;
+    let width = p.n_heads * hd;
     let group = p.n_heads / p.n_kv_heads;
     let visible_from = |qpos: usize| p.window.map_or(0, |w| (qpos + 1).saturating_sub(w));
     // Room for a whole tile over the whole cache, once: later calls never grow it.
@@ -222,59 +293,56 @@ pub fn attend(p: &Attention, q: &[f32], cache: &KvCache, start: usize, out: &mut
     scratch.scores.reserve(most.saturating_sub(scratch.scores.len()));
     scratch.values.reserve((cache.capacity * hd).saturating_sub(scratch.values.len()));
     scratch.key.resize(hd, 0.0);
-    out.fill(0.0);
-    for kh in 0..p.n_kv_heads {
-        let base = kh * cache.capacity * hd;
-        for tile_start in (0..n).step_by(TILE) {
-            let tile = TILE.min(n - tile_start);
-            let lo = visible_from(start + tile_start);
-            let hi = start + tile_start + tile; // exclusive
-            let span = hi - lo;
-            let rows = tile * group;
-            scratch.scores.resize(rows * span, 0.0);
-            // Scores: each key once, against every query of the tile that sees it.
-            for pos in lo..hi {
-                KvCache::row(&cache.k, base + pos * hd, &mut scratch.key);
-                for i in 0..tile {
-                    let qpos = start + tile_start + i;
-                    if pos > qpos || pos < visible_from(qpos) {
-                        continue;
-                    }
-                    for g in 0..group {
-                        let h = kh * group + g;
-                        let qv = &q[(tile_start + i) * width + h * hd..][..hd];
-                        let mut s = dot_f32(qv, &scratch.key) * p.scale;
-                        if let Some(cap) = p.softcap {
-                            s = cap * ops::tanh(s / cap);
-                        }
-                        scratch.scores[(i * group + g) * span + (pos - lo)] = s;
-                    }
+    let base = kh * cache.capacity * hd;
+    let tile = TILE.min(n - tile_start);
+    let lo = visible_from(start + tile_start);
+    let hi = start + tile_start + tile; // exclusive
+    let span = hi - lo;
+    let rows = tile * group;
+    scratch.scores.resize(rows * span, 0.0);
+    // Scores: each key once, against every query of the tile that sees it.
+    for pos in lo..hi {
+        KvCache::row(&cache.k, base + pos * hd, &mut scratch.key);
+        for i in 0..tile {
+            let qpos = start + tile_start + i;
+            if pos > qpos || pos < visible_from(qpos) {
+                continue;
+            }
+            for g in 0..group {
+                let h = kh * group + g;
+                let qv = &q[(tile_start + i) * width + h * hd..][..hd];
+                let mut s = dot_f32(qv, &scratch.key) * p.scale;
+                if let Some(cap) = p.softcap {
+                    s = cap * ops::tanh(s / cap);
                 }
+                scratch.scores[(i * group + g) * span + (pos - lo)] = s;
             }
-            for i in 0..tile {
-                let qpos = start + tile_start + i;
-                let (from, to) = (visible_from(qpos) - lo, qpos + 1 - lo);
-                for g in 0..group {
-                    ops::softmax(&mut scratch.scores[(i * group + g) * span + from..(i * group + g) * span + to]);
-                }
-            }
-            // Values: the span's converted once, then summed into each query row a
-            // run of dimensions at a time, in registers (the same order as adding them
-            // one position at a time).
-            scratch.values.resize(span * hd, 0.0);
-            for (pos, row) in (lo..hi).zip(scratch.values.chunks_exact_mut(hd)) {
-                KvCache::row(&cache.v, base + pos * hd, row);
-            }
-            for i in 0..tile {
-                let qpos = start + tile_start + i;
-                let (from, to) = (visible_from(qpos) - lo, qpos + 1 - lo);
-                for g in 0..group {
-                    let h = kh * group + g;
-                    let w = &scratch.scores[(i * group + g) * span + from..(i * group + g) * span + to];
-                    let o = &mut out[(tile_start + i) * width + h * hd..][..hd];
-                    weighted_sum(w, &scratch.values[from * hd..to * hd], o);
-                }
-            }
+        }
+    }
+    for i in 0..tile {
+        let qpos = start + tile_start + i;
+        let (from, to) = (visible_from(qpos) - lo, qpos + 1 - lo);
+        for g in 0..group {
+            ops::softmax(&mut scratch.scores[(i * group + g) * span + from..(i * group + g) * span + to]);
+        }
+    }
+    // Values: the span's converted once, then summed into each query row a run of
+    // dimensions at a time, in registers (the same order as adding them one position
+    // at a time).
+    scratch.values.resize(span * hd, 0.0);
+    for (pos, row) in (lo..hi).zip(scratch.values.chunks_exact_mut(hd)) {
+        KvCache::row(&cache.v, base + pos * hd, row);
+    }
+    for i in 0..tile {
+        let qpos = start + tile_start + i;
+        let (from, to) = (visible_from(qpos) - lo, qpos + 1 - lo);
+        for g in 0..group {
+            let h = kh * group + g;
+            let w = &scratch.scores[(i * group + g) * span + from..(i * group + g) * span + to];
+            // SAFETY: row `tile_start + i`, head `h` lies in the output, and the caller
+            // promises no one else writes it now.
+            let o = unsafe { out.slice((tile_start + i) * width + h * hd, hd) };
+            weighted_sum(w, &scratch.values[from * hd..to * hd], o);
         }
     }
 }

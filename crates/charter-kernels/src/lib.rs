@@ -10,7 +10,8 @@
 //! * [`q8`]: activations quantized once per row for the integer dot products;
 //! * [`dot`]: matrix products, on every instruction set, each equal bit for bit to the
 //!   portable one, on one thread or shared by rows among a `charter_threads::Pool`'s;
-//! * [`attention`]: causal attention over an `f16` KV cache;
+//! * [`attention`]: causal attention over an `f16` KV cache, on one thread or shared by
+//!   key head and tile of queries among a pool's;
 //! * [`ops`]: the rest of a step (norms, rotary embeddings, activations, softmax),
 //!   with Charter's own `exp` and `tanh`, so every build agrees;
 //! * [`reference`]: slow, obviously correct versions the tests hold the kernels to.
@@ -22,6 +23,7 @@ pub mod half;
 pub mod ops;
 pub mod q8;
 pub mod reference;
+mod shared;
 
 pub use dot::{Isa, Matrix, ShapeError, matmul_f, matmul_f_on, matmul_q, matmul_q_on};
 pub use format::Format;

@@ -312,6 +312,9 @@ fn attention_matches_the_reference() {
         (4, 1, 32, 5, 17, None, None),
         (4, 4, 16, 0, 33, Some(7), None),
         (2, 1, 256, 3, 3, Some(4), Some(50.0)),
+        // Prefill-sized: several tiles of queries per key head, enough work to split.
+        (9, 3, 64, 7, 50, None, None),
+        (8, 2, 32, 0, 40, Some(20), Some(30.0)),
     ] {
         let (cache, ks, vs) = random_cache(n_kv, 64, hd, start + n, &mut rng);
         let q: Vec<f32> = (0..n * n_heads * hd).map(|_| rng.unit()).collect();
@@ -321,6 +324,16 @@ fn attention_matches_the_reference() {
         let want = reference::attention(&q, &ks, &vs, n_heads, n_kv, hd, start, p.scale, window, softcap);
         for (i, (a, b)) in out.iter().zip(&want).enumerate() {
             assert!((a - b).abs() < 2e-5, "{n_heads}/{n_kv}×{hd} at {start}+{n}: value {i} is {a}, reference {b}");
+        }
+        // Shared among threads, a key head and a tile of queries a task: the same bits.
+        for threads in [2, 3] {
+            let pool = pool(threads);
+            for round in 0..20 {
+                let mut many = vec![f32::NAN; q.len()];
+                attention::attend_on(&pool, &p, &q, &cache, start, &mut many, &mut attention::Scratch::default());
+                let same = many.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{n_heads}/{n_kv}×{hd} at {start}+{n} on {threads} threads (round {round})");
+            }
         }
     }
 }

@@ -47,6 +47,9 @@ pub struct Governor {
     last_probe: f64,
     probing: Option<usize>,
     counts: Counts,
+    /// Whether the first window is behind it: a shape's first jobs pay for what runs
+    /// once (buffers growing, weights coming into cache), so it is not counted.
+    warm: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,6 +71,7 @@ impl Governor {
             last_probe: f64::NEG_INFINITY,
             probing: None,
             counts: Counts::default(),
+            warm: false,
         }
     }
 
@@ -102,6 +106,9 @@ impl Governor {
         }
         let rate = self.window.ms / self.window.work;
         self.window = Window::default();
+        if !std::mem::replace(&mut self.warm, true) {
+            return;
+        }
         self.counts.windows += 1;
         // A probe's window replaces what was known at its count (which is old by
         // then); the current count's windows are averaged, so one slow window (a

@@ -6,6 +6,7 @@ use charter_threads::{Job, Pool};
 
 use super::{Isa, Matrix, matmul_f, matmul_q};
 use crate::format::Format;
+use crate::shared::SharedOut;
 use crate::q8::Q8Rows;
 
 /// Runs of rows are multiples of this: four-row tiles stay whole, and a run is long
@@ -29,29 +30,6 @@ impl<'a> Matrix<'a> {
         Matrix { rows: to - from, data: &self.data[from * rb..to * rb], ..*self }
     }
 }
-
-/// Where the tasks of a job write: the output, lent to all of them. Each task writes
-/// only the rows it owns.
-#[derive(Clone, Copy)]
-struct Out {
-    ptr: *mut f32,
-    len: usize,
-}
-
-impl Out {
-    /// Where value `i` of the output lies (a method, so a closure captures the whole
-    /// `Out`, which is `Sync`, not its raw pointer field).
-    fn at(&self, i: usize) -> *mut f32 {
-        debug_assert!(i < self.len);
-        self.ptr.wrapping_add(i)
-    }
-}
-
-// SAFETY: tasks write disjoint rows of the output (see `Out::rows`), and the job that
-// shares it ends before the borrow it came from does.
-unsafe impl Sync for Out {}
-// SAFETY: as above.
-unsafe impl Send for Out {}
 
 /// How a product of `rows` rows is cut for a pool: the run of rows a task computes,
 /// and the job.
@@ -83,25 +61,21 @@ fn by_rows(
     let rows = w.rows();
     assert_eq!(out.len(), n * rows, "an output of {n} × {rows}");
     let (run, job) = plan(pool, w.format(), rows, w.cols(), n);
-    let shared = Out { ptr: out.as_mut_ptr(), len: out.len() };
+    let shared = SharedOut::new(out);
     pool.run(job, &|task| {
         let from = task * run;
         let to = (from + run).min(rows);
         let part = w.row_range(from, to);
         let width = to - from;
         if n == 1 {
-            // SAFETY: `from..to` lies in the output (one token of `rows` values), and
-            // no other task writes those rows.
-            let slice = unsafe { std::slice::from_raw_parts_mut(shared.at(from), width) };
-            product(&part, slice);
+            // SAFETY: no other task writes rows `from..to`.
+            product(&part, unsafe { shared.slice(from, width) });
         } else {
             let mut local = vec![0.0; n * width];
             product(&part, &mut local);
             for (t, values) in local.chunks_exact(width).enumerate() {
-                let at = t * rows + from;
-                // SAFETY: token `t`'s rows `from..to` lie in the output, and no other
-                // task writes them.
-                unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), shared.at(at), width) };
+                // SAFETY: no other task writes token `t`'s rows `from..to`.
+                unsafe { shared.slice(t * rows + from, width) }.copy_from_slice(values);
             }
         }
     });
