@@ -17,10 +17,9 @@ use std::rc::Rc;
 use charter_protocol::{decode, encode, Envelope, ErrorKind, Event, ModelSource, Request, WorkerError};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-
 use web_sys::{ErrorEvent, MessageEvent, MessagePort, Worker};
 
-use crate::simd::WorkerBuild;
+use crate::simd::{START_MS, WorkerBuild};
 
 /// The id of the relay's own seal request, far above any id the API uses.
 const SEAL_ID: u64 = (1 << 53) - 1;
@@ -43,10 +42,6 @@ struct Relay {
     /// Workers started, so a start's watchdog knows whether its worker still runs.
     spawned: Cell<u64>,
 }
-
-/// How long a build with a fallback may take to say it is ready (as the app's own
-/// worker, `client.rs`).
-const START_MS: i32 = 10_000;
 
 /// Serves the API on `port` for as long as the frame lives.
 pub fn serve(port: MessagePort) {
@@ -108,8 +103,8 @@ impl Relay {
         if let Some(old) = self.worker.take() {
             old.terminate();
         }
-        if build == WorkerBuild::Threads {
-            self.note.replace(Some(format!("the threaded build did not start here ({reason})")));
+        if let Some(note) = build.note_after_failure(reason) {
+            self.note.replace(Some(note));
         }
         self.build.set(next);
         self.spawn();

@@ -17,12 +17,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{ErrorEvent, MessageEvent, Worker};
 
-use crate::simd::WorkerBuild;
-
-/// How long a worker build with a fallback may take to say it is ready before the page
-/// gives up on it. Starting takes well under a second; only a build that cannot run
-/// takes this.
-const START_MS: i32 = 10_000;
+use crate::simd::{START_MS, WorkerBuild};
 
 type Listener = Box<dyn Fn(u64, Event)>;
 type DeathListener = Box<dyn Fn(String)>;
@@ -103,8 +98,8 @@ fn died(reason: String) {
     let build = BUILD.with(Cell::get);
     if let (false, Some(next)) = (READY.with(Cell::get), build.fallback()) {
         web_sys::console::warn_1(&format!("the {} worker did not start ({reason}); using the {} build", build.name(), next.name()).into());
-        if build == WorkerBuild::Threads {
-            NOTE.with(|n| *n.borrow_mut() = Some(format!("the threaded build did not start here ({reason})")));
+        if let Some(note) = build.note_after_failure(&reason) {
+            NOTE.with(|n| *n.borrow_mut() = Some(note));
         }
         BUILD.with(|b| b.set(next));
     }

@@ -82,6 +82,12 @@ impl WorkerBuild {
         }
     }
 
+    /// Why a single-thread build runs, once this build did not start for `reason`: a
+    /// note for the builds after it, where this one was the threaded build.
+    pub fn note_after_failure(self, reason: &str) -> Option<String> {
+        (self == WorkerBuild::Threads).then(|| format!("the threaded build did not start here ({reason})"))
+    }
+
     /// What to call it in a message.
     pub fn name(self) -> &'static str {
         match self {
@@ -109,6 +115,12 @@ impl WorkerBuild {
         web_sys::Worker::new_with_options(loader, &options)
     }
 }
+
+/// How long a build with a fallback may take to say it is ready before the page gives
+/// up on it. Starting takes well under a second; only a build that cannot run takes
+/// this (a module that fails to compile rejects a promise inside the worker, which no
+/// error event reports).
+pub const START_MS: i32 = 10_000;
 
 /// What a worker's name starts with when it carries a note for its backend report.
 pub const NOTE_PREFIX: &str = "one thread: ";
